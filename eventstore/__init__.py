@@ -1,0 +1,48 @@
+"""The append-only event log: envelope, store interface, backends, subscriptions."""
+
+from __future__ import annotations
+
+from eventstore.base import AppendResult, Document, DocumentWrite, EventStore
+from eventstore.envelope import NewEvent, RecordedEvent
+from eventstore.errors import (
+    AppendOnlyError,
+    ConcurrencyError,
+    EventIdConflictError,
+    EventStoreError,
+    PersistenceError,
+    SchemaError,
+)
+from eventstore.memory import MemoryEventStore
+
+__all__ = [
+    "AppendOnlyError",
+    "AppendResult",
+    "ConcurrencyError",
+    "Document",
+    "DocumentWrite",
+    "EventIdConflictError",
+    "EventStore",
+    "EventStoreError",
+    "MemoryEventStore",
+    "NewEvent",
+    "PersistenceError",
+    "RecordedEvent",
+    "SchemaError",
+    "open_store",
+]
+
+
+async def open_store(url: str) -> EventStore:
+    """Open the backend that ``url`` names: ``memory:``, a ``postgresql://`` URL, or a file path.
+
+    The caller closes it (``async with await open_store(url) as store``).
+    """
+    if url == "memory:":
+        return MemoryEventStore()
+    if url.startswith(("postgresql://", "postgres://")):
+        from eventstore.postgres import PostgresEventStore
+
+        return await PostgresEventStore.open(url)
+    from eventstore.sqlite import SQLiteEventStore
+
+    return await SQLiteEventStore.open(url)

@@ -1,0 +1,135 @@
+"""The event envelope (SPEC section 6): what is appended, what is read back, and its JSON form.
+
+The JSON form is also the JSONL export format, one envelope a line.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+Source = Literal["webhook", "api", "intake", "reconciler", "operator", "sink", "import"]
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append. ``event_id`` makes the append idempotent: a stored id is a no-op."""
+
+    type: str
+    data: Mapping[str, Any]
+    source: Source
+    event_id: str = field(default_factory=new_event_id)
+    causation_id: str | None = None
+    correlation_id: str | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "causation_id": self.causation_id,
+            "correlation_id": self.correlation_id,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as stored: its gap-free global ``position`` and its ``version`` in the stream."""
+
+    position: int
+    stream: str
+    version: int
+    type: str
+    data: Mapping[str, Any]
+    metadata: Mapping[str, Any]
+    recorded_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        return str(self.metadata["event_id"])
+
+    @property
+    def source(self) -> str:
+        return str(self.metadata.get("source"))
+
+    @property
+    def causation_id(self) -> str | None:
+        value = self.metadata.get("causation_id")
+        return None if value is None else str(value)
+
+    @property
+    def correlation_id(self) -> str | None:
+        value = self.metadata.get("correlation_id")
+        return None if value is None else str(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "stream": self.stream,
+            "version": self.version,
+            "type": self.type,
+            "data": self.data,
+            "metadata": self.metadata,
+            "recorded_at": format_timestamp(self.recorded_at),
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RecordedEvent:
+        return cls(
+            position=int(raw["position"]),
+            stream=str(raw["stream"]),
+            version=int(raw["version"]),
+            type=str(raw["type"]),
+            data=raw["data"],
+            metadata=raw["metadata"],
+            recorded_at=parse_timestamp(str(raw["recorded_at"])),
+        )
+
+    @classmethod
+    def from_json(cls, line: bytes | str) -> RecordedEvent:
+        return cls.from_dict(orjson.loads(line))
+
+    def as_new_event(self) -> NewEvent:
+        """The same event, to append into another store (import keeps ids, so it is idempotent)."""
+        meta = self.metadata
+        return NewEvent(
+            type=self.type,
+            data=self.data,
+            source=meta.get("source", "import"),
+            event_id=str(meta["event_id"]),
+            causation_id=meta.get("causation_id"),
+            correlation_id=meta.get("correlation_id"),
+        )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with microseconds and a ``Z``: fixed width, so it also sorts as text."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def encode(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def decode(raw: bytes | str) -> Any:
+    return orjson.loads(raw)

@@ -1,0 +1,1 @@
+"""Reactions to events: each handler decides the next SpotDraft call and records its outcome."""

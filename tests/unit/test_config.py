@@ -1,0 +1,45 @@
+"""Settings come from defaults, a TOML file and the environment, with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon.config import ConfigError, load_settings
+
+
+def test_defaults_need_no_configuration() -> None:
+    """With nothing set, the defaults of SPEC section 4 apply."""
+    settings = load_settings(environ={})
+    assert settings.database == "./spotsync.db"
+    assert settings.listen_port == 8080
+    assert settings.rate_limit == 10.0
+    assert settings.reconcile_interval == 60.0
+    assert settings.reconcile_stale_after == 900.0
+    assert settings.reconcile_batch == 50
+
+
+def test_environment_wins_over_the_file(tmp_path: Path) -> None:
+    """A TOML key in lower case without prefix is overridden by its environment variable."""
+    config = tmp_path / "spotsync.toml"
+    config.write_text('rate_limit = 4\nreconcile_stale_after = "2m"\nlisten = "0.0.0.0:9000"\n')
+    settings = load_settings(config, environ={"SPOTSYNC_RATE_LIMIT": "7"})
+    assert settings.rate_limit == 7.0
+    assert settings.reconcile_stale_after == 120.0
+    assert settings.listen_port == 9000
+
+
+def test_bad_value_names_the_variable() -> None:
+    """A malformed value is refused with the variable's name in the message."""
+    with pytest.raises(ConfigError, match="SPOTSYNC_RECONCILE_INTERVAL"):
+        load_settings(environ={"SPOTSYNC_RECONCILE_INTERVAL": "soon"})
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    """Printing the settings never shows a secret."""
+    settings = load_settings(
+        environ={"SPOTDRAFT_CLIENT_SECRET": "s3cr3t-value", "SPOTSYNC_API_TOKEN": "tok-value"}
+    )
+    assert "s3cr3t-value" not in repr(settings)
+    assert "tok-value" not in repr(settings)
