@@ -1,0 +1,86 @@
+-- Named queries of the PostgreSQL backend: "-- name: NAME" starts one. Values are
+-- always bound as parameters.
+
+-- name: create_schema_version
+CREATE TABLE IF NOT EXISTS schema_version (
+    version    INTEGER     PRIMARY KEY,
+    name       TEXT        NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- name: lock_migrations
+-- Two processes opening the same database at once migrate one after the other.
+SELECT pg_advisory_xact_lock(7358201946);
+
+-- name: applied_versions
+SELECT version FROM schema_version ORDER BY version;
+
+-- name: record_version
+INSERT INTO schema_version (version, name) VALUES ($1, $2);
+
+-- name: take_positions
+-- Locks the counter row until commit: see 0001_events.sql for why.
+UPDATE event_positions SET last_position = last_position + $1 RETURNING last_position;
+
+-- name: last_position
+SELECT coalesce(max(position), 0) FROM events;
+
+-- name: stream_version
+SELECT coalesce(max(version), 0) FROM events WHERE stream = $1;
+
+-- name: events_by_ids
+SELECT position, stream, version, type, data, metadata, recorded_at
+FROM events WHERE event_id = ANY($1::text[]) ORDER BY position;
+
+-- name: insert_events
+INSERT INTO events (position, stream, version, type, data, metadata, event_id, recorded_at)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::text[], $5::json[],
+                     $6::json[], $7::text[], $8::timestamptz[]);
+
+-- name: notify_append
+SELECT pg_notify('spotsync_events', $1);
+
+-- name: read_all
+SELECT position, stream, version, type, data, metadata, recorded_at
+FROM events WHERE position >= $1 AND position <= $2 ORDER BY position LIMIT $3;
+
+-- name: read_stream
+SELECT position, stream, version, type, data, metadata, recorded_at
+FROM events WHERE stream = $1 AND version >= $2 ORDER BY version;
+
+-- name: load_checkpoint
+SELECT position FROM checkpoints WHERE name = $1;
+
+-- name: save_checkpoint
+INSERT INTO checkpoints (name, position) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET position = excluded.position;
+
+-- name: delete_checkpoint
+DELETE FROM checkpoints WHERE name = $1;
+
+-- name: upsert_document
+INSERT INTO documents (collection, key, doc) VALUES ($1, $2, $3::jsonb)
+ON CONFLICT (collection, key) DO UPDATE SET doc = excluded.doc;
+
+-- name: delete_document
+DELETE FROM documents WHERE collection = $1 AND key = $2;
+
+-- name: delete_collection
+DELETE FROM documents WHERE collection = $1;
+
+-- name: get_document
+SELECT doc::text FROM documents WHERE collection = $1 AND key = $2;
+
+-- name: query_documents
+-- Filters come as parallel arrays (field names and values), so the text never changes.
+SELECT key, doc::text FROM documents d
+WHERE collection = $1
+  AND ($2::text IS NULL OR key > $2)
+  AND NOT EXISTS (
+      SELECT 1 FROM unnest($3::text[], $4::text[]) AS f(field, value)
+      WHERE (d.doc ->> f.field) IS DISTINCT FROM f.value)
+  AND NOT EXISTS (
+      SELECT 1 FROM unnest($5::text[], $6::text[]) AS f(field, value)
+      WHERE (d.doc ->> f.field) IS NULL OR (d.doc ->> f.field) COLLATE "C" < f.value)
+ORDER BY key
+LIMIT $7;

@@ -1,0 +1,75 @@
+-- Named queries of the SQLite backend: "-- name: NAME" starts one. Values are always
+-- bound as parameters.
+
+-- name: create_schema_version
+CREATE TABLE IF NOT EXISTS schema_version (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT    NOT NULL,
+    applied_at TEXT    NOT NULL
+);
+
+-- name: applied_versions
+SELECT version FROM schema_version ORDER BY version;
+
+-- name: record_version
+INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?);
+
+-- name: last_position
+SELECT coalesce(max(position), 0) FROM events;
+
+-- name: stream_version
+SELECT coalesce(max(version), 0) FROM events WHERE stream = ?;
+
+-- name: event_by_id
+SELECT position, stream, version, type, data, metadata, recorded_at
+FROM events WHERE event_id = ?;
+
+-- name: insert_event
+INSERT INTO events (position, stream, version, type, data, metadata, event_id, recorded_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: read_all
+SELECT position, stream, version, type, data, metadata, recorded_at
+FROM events WHERE position >= ? AND position <= ? ORDER BY position LIMIT ?;
+
+-- name: read_stream
+SELECT position, stream, version, type, data, metadata, recorded_at
+FROM events WHERE stream = ? AND version >= ? ORDER BY version;
+
+-- name: load_checkpoint
+SELECT position FROM checkpoints WHERE name = ?;
+
+-- name: save_checkpoint
+INSERT INTO checkpoints (name, position) VALUES (?, ?)
+ON CONFLICT (name) DO UPDATE SET position = excluded.position;
+
+-- name: delete_checkpoint
+DELETE FROM checkpoints WHERE name = ?;
+
+-- name: upsert_document
+INSERT INTO documents (collection, key, doc) VALUES (?, ?, ?)
+ON CONFLICT (collection, key) DO UPDATE SET doc = excluded.doc;
+
+-- name: delete_document
+DELETE FROM documents WHERE collection = ? AND key = ?;
+
+-- name: delete_collection
+DELETE FROM documents WHERE collection = ?;
+
+-- name: get_document
+SELECT doc FROM documents WHERE collection = ? AND key = ?;
+
+-- name: query_documents
+-- Filters come as JSON objects {field: value}, so the text never changes.
+SELECT key, doc FROM documents AS d
+WHERE collection = ?1
+  AND (?2 IS NULL OR key > ?2)
+  AND NOT EXISTS (
+      SELECT 1 FROM json_each(?3) AS f
+      WHERE CAST(json_extract(d.doc, '$."' || f.key || '"') AS TEXT) IS NOT f.value)
+  AND NOT EXISTS (
+      SELECT 1 FROM json_each(?4) AS f
+      WHERE CAST(json_extract(d.doc, '$."' || f.key || '"') AS TEXT) IS NULL
+         OR CAST(json_extract(d.doc, '$."' || f.key || '"') AS TEXT) < f.value)
+ORDER BY key
+LIMIT ?5;

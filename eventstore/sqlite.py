@@ -1,0 +1,495 @@
+"""The SQLite backend: one file in WAL mode, one writer with group commit, one reader.
+
+Durability is ``synchronous=FULL``: an append returns only after its transaction is
+fsynced. What makes that fast is group commit: appends (and projection commits) that
+arrive while a commit is running wait in a queue, and the next commit takes them all
+in one transaction. The whole transaction is one function run on the writer
+connection's thread, so a commit costs one thread hop, not one per statement.
+
+There is no background writer task to own: the first caller that finds nobody
+committing becomes the leader, commits everything queued (its own job included), and
+hands leadership to the oldest waiter, if any, before it returns.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import aiosqlite
+import anyio
+import orjson
+
+from eventstore.base import AppendResult, Document, DocumentWrite, EventStore
+from eventstore.envelope import (
+    NewEvent,
+    RecordedEvent,
+    format_timestamp,
+    parse_timestamp,
+    utcnow,
+)
+from eventstore.errors import (
+    AppendOnlyError,
+    ConcurrencyError,
+    EventIdConflictError,
+    EventStoreError,
+    PersistenceError,
+)
+from eventstore.migrations import migrations, pending, queries, sqlite_statements
+
+T = TypeVar("T")
+Q = queries("sqlite")
+_NO_LIMIT = 2**63 - 1
+_POLL_INTERVAL = 0.2  # how soon appends by another process are noticed
+
+
+class _Batch:
+    """State shared by the jobs of one write transaction."""
+
+    __slots__ = ("appended", "next_position")
+
+    def __init__(self, next_position: int) -> None:
+        self.next_position = next_position
+        self.appended = False
+
+
+class _Job(Generic[T]):
+    """One caller's unit of work in a group commit, and its outcome."""
+
+    __slots__ = ("done", "error", "fn", "lead", "result")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection, _Batch], T]) -> None:
+        self.fn = fn
+        self.done = anyio.Event()  # set when finished, or when handed leadership
+        self.lead = False
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]  # set by a successful run
+
+
+class SQLiteEventStore(EventStore):
+    """The event store in one SQLite file (``SPOTSYNC_DATABASE=./spotsync.db``)."""
+
+    def __init__(
+        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, last: int
+    ) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._queue: list[_Job[Any]] = []
+        self._writing = False
+        self._last_position = last
+        self._appended = anyio.Event()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, url: str) -> SQLiteEventStore:
+        """Open (creating it owner-only, and migrating it) the database file ``url``."""
+        path = Path(url.removeprefix("sqlite://"))
+        writer = reader = None
+        try:
+            with _translated():
+                await anyio.to_thread.run_sync(_create_private_file, path)
+                writer = await aiosqlite.connect(path, isolation_level=None)
+                await _run(writer, _setup_writer)
+                reader = await aiosqlite.connect(path, isolation_level=None)
+                await _run(reader, _setup_reader)
+                last = await _run(reader, _last_position)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for connection in (reader, writer):
+                    if connection is not None:
+                        await connection.close()
+            raise
+        return cls(path, writer, reader, last)
+
+    # -- the log -----------------------------------------------------------------------
+
+    async def append(
+        self, stream: str, events: Sequence[NewEvent], *, expected_version: int | None
+    ) -> AppendResult:
+        if not events:
+            raise ValueError("append needs at least one event")
+        now = utcnow()
+        recorded_at = format_timestamp(now)
+        rows = [
+            (
+                stream,
+                event.type,
+                orjson.dumps(event.data).decode(),
+                orjson.dumps(event.metadata()).decode(),
+                event.event_id,
+                recorded_at,
+            )
+            for event in events
+        ]
+
+        def job(db: sqlite3.Connection, batch: _Batch) -> AppendResult:
+            return _append(db, batch, stream, rows, expected_version, now)
+
+        result = await self._write(job)
+        if not result.duplicate and result.position > self._last_position:
+            self._last_position = result.position
+            self._appended.set()
+            self._appended = anyio.Event()
+        return result
+
+    async def read_stream(self, stream: str, *, from_version: int = 1) -> list[RecordedEvent]:
+        def read(db: sqlite3.Connection) -> list[RecordedEvent]:
+            return _decode_rows(db.execute(Q["read_stream"], (stream, from_version)).fetchall())
+
+        return await self._read(read)
+
+    async def read_all(
+        self,
+        *,
+        from_position: int = 1,
+        until_position: int | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[RecordedEvent]:
+        position = max(from_position, 1)
+        until = _NO_LIMIT if until_position is None else until_position
+
+        def read_page(db: sqlite3.Connection) -> list[RecordedEvent]:
+            return _decode_rows(
+                db.execute(Q["read_all"], (position, until, page_size)).fetchall()
+            )
+
+        while position <= until:
+            page = await self._read(read_page)
+            for event in page:
+                yield event
+            if len(page) < page_size:
+                return
+            position = page[-1].position + 1
+
+    async def last_position(self) -> int:
+        return await self._read(_last_position)
+
+    async def stream_version(self, stream: str) -> int:
+        def read(db: sqlite3.Connection) -> int:
+            return int(db.execute(Q["stream_version"], (stream,)).fetchone()[0])
+
+        return await self._read(read)
+
+    async def wait_for_append(self, after_position: int) -> None:
+        while True:
+            appended = self._appended  # taken first, so no append can slip between checks
+            if self._last_position > after_position:
+                return
+            # Another process may append to the same file: poll for it now and then.
+            if await self.last_position() > after_position:
+                return
+            with anyio.move_on_after(_POLL_INTERVAL):
+                await appended.wait()
+
+    # -- checkpoints and projection documents -------------------------------------------
+
+    async def load_checkpoint(self, name: str) -> int:
+        def read(db: sqlite3.Connection) -> int:
+            row = db.execute(Q["load_checkpoint"], (name,)).fetchone()
+            return 0 if row is None else int(row[0])
+
+        return await self._read(read)
+
+    async def save_checkpoint(self, name: str, position: int) -> None:
+        def job(db: sqlite3.Connection, batch: _Batch) -> None:
+            db.execute(Q["save_checkpoint"], (name, position))
+
+        await self._write(job)
+
+    async def commit_projection(
+        self, name: str, position: int, writes: Sequence[DocumentWrite]
+    ) -> None:
+        upserts = [
+            (w.collection, w.key, orjson.dumps(w.doc).decode()) for w in writes if w.doc is not None
+        ]
+        deletes = [(w.collection, w.key) for w in writes if w.doc is None]
+        order = [w.doc is None for w in writes]
+
+        def job(db: sqlite3.Connection, batch: _Batch) -> None:
+            # Writes apply in the caller's order: an upsert then a delete of one key deletes.
+            up, down = iter(upserts), iter(deletes)
+            for is_delete in order:
+                if is_delete:
+                    db.execute(Q["delete_document"], next(down))
+                else:
+                    db.execute(Q["upsert_document"], next(up))
+            db.execute(Q["save_checkpoint"], (name, position))
+
+        await self._write(job)
+
+    async def get_document(self, collection: str, key: str) -> Document | None:
+        def read(db: sqlite3.Connection) -> Document | None:
+            row = db.execute(Q["get_document"], (collection, key)).fetchone()
+            return None if row is None else _as_document(row[0])
+
+        return await self._read(read)
+
+    async def query_documents(
+        self,
+        collection: str,
+        *,
+        equals: Mapping[str, str] | None = None,
+        at_least: Mapping[str, str] | None = None,
+        after_key: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, Document]]:
+        params = (
+            collection,
+            after_key,
+            orjson.dumps(dict(equals or {})).decode(),
+            orjson.dumps(dict(at_least or {})).decode(),
+            -1 if limit is None else limit,
+        )
+
+        def read(db: sqlite3.Connection) -> list[tuple[str, Document]]:
+            rows = db.execute(Q["query_documents"], params).fetchall()
+            return [(str(key), _as_document(doc)) for key, doc in rows]
+
+        return await self._read(read)
+
+    async def drop_projection(self, name: str, collections: Sequence[str]) -> None:
+        def job(db: sqlite3.Connection, batch: _Batch) -> None:
+            db.executemany(Q["delete_collection"], [(c,) for c in collections])
+            db.execute(Q["delete_checkpoint"], (name,))
+
+        await self._write(job)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True), _translated():
+            # aiosqlite queues the close behind a commit already running on the writer.
+            await self._writer.close()
+            await self._reader.close()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
+        with _translated():
+            return await _run(self._reader, fn)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection, _Batch], T]) -> T:
+        """Run ``fn`` in the next group commit; return once that transaction is durable."""
+        self._check_open()
+        job = _Job(fn)
+        self._queue.append(job)
+        if self._writing:
+            try:
+                await job.done.wait()
+            except BaseException:
+                # Cancelled while queued: it never reaches the database, and leadership
+                # handed to it passes on.
+                if job in self._queue:
+                    self._queue.remove(job)
+                if job.lead:
+                    self._hand_off()
+                raise
+            if not job.lead:
+                return job.outcome()
+        self._writing = True
+        try:
+            batch, self._queue = self._queue, []
+            # Shielded: the callers in the batch wait on this commit, whoever leads it.
+            with anyio.CancelScope(shield=True):
+                try:
+                    with _translated():
+                        await _run(self._writer, functools.partial(_commit, batch))
+                except BaseException as exc:
+                    for queued in batch:
+                        queued.error = exc
+            for queued in batch:
+                if queued is not job:
+                    queued.done.set()
+        finally:
+            self._hand_off()
+        return job.outcome()
+
+    def _hand_off(self) -> None:
+        if self._queue:
+            successor = self._queue[0]
+            successor.lead = True
+            successor.done.set()
+        else:
+            self._writing = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EventStoreError("the store is closed")
+
+
+# -- functions run on a connection's thread ----------------------------------------------
+
+
+async def _run(connection: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``fn`` with the sqlite3 connection on its own thread: one hop for the whole call.
+
+    aiosqlite has no public way to run a function on its thread; ``_execute`` is the
+    primitive its own methods are built on.
+    """
+    result: T = await connection._execute(fn, connection._conn)  # type: ignore[no-untyped-call]  # see docstring
+    return result
+
+
+def _commit(jobs: list[_Job[Any]], db: sqlite3.Connection) -> None:
+    """One transaction for every queued job; a job that fails is rolled back alone."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        batch = _Batch(int(db.execute(Q["last_position"]).fetchone()[0]) + 1)
+        for job in jobs:
+            db.execute("SAVEPOINT job")
+            next_position = batch.next_position
+            try:
+                job.result = job.fn(db, batch)
+            except (EventStoreError, sqlite3.Error) as exc:
+                db.execute("ROLLBACK TO job")
+                batch.next_position = next_position
+                job.error = _translate(exc) if isinstance(exc, sqlite3.Error) else exc
+            db.execute("RELEASE job")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _append(
+    db: sqlite3.Connection,
+    batch: _Batch,
+    stream: str,
+    rows: list[tuple[str, str, str, str, str, str]],
+    expected_version: int | None,
+    now: datetime,
+) -> AppendResult:
+    stored = [db.execute(Q["event_by_id"], (row[4],)).fetchone() for row in rows]
+    if all(stored):
+        return AppendResult(tuple(_decode_rows(stored)), duplicate=True)
+    if any(stored):
+        raise EventIdConflictError("the batch mixes stored and new event ids")
+    version = int(db.execute(Q["stream_version"], (stream,)).fetchone()[0])
+    if expected_version is not None and expected_version != version:
+        raise ConcurrencyError(stream, expected_version, version)
+    position = batch.next_position
+    params = [
+        (position + i, stream, version + 1 + i, type_, data, meta, event_id, recorded_at)
+        for i, (stream, type_, data, meta, event_id, recorded_at) in enumerate(rows)
+    ]
+    try:
+        db.executemany(Q["insert_event"], params)
+    except sqlite3.IntegrityError as exc:
+        raise EventIdConflictError("the batch repeats an event id") from exc
+    batch.next_position = position + len(rows)
+    return AppendResult(
+        tuple(
+            RecordedEvent(p, s, v, t, orjson.loads(d), orjson.loads(m), now)
+            for p, s, v, t, d, m, _, _ in params
+        )
+    )
+
+
+def _last_position(db: sqlite3.Connection) -> int:
+    return int(db.execute(Q["last_position"]).fetchone()[0])
+
+
+def _decode_rows(rows: Sequence[Any]) -> list[RecordedEvent]:
+    loads, timestamp = orjson.loads, _timestamp
+    return [
+        RecordedEvent(position, stream, version, type_, loads(data), loads(meta), timestamp(at))
+        for position, stream, version, type_, data, meta, at in rows
+    ]
+
+
+@functools.lru_cache(maxsize=4096)
+def _timestamp(text: str) -> datetime:
+    # A group commit stamps all its events alike, so reads parse few distinct times.
+    return parse_timestamp(text)
+
+
+def _as_document(raw: str) -> Document:
+    doc: Document = orjson.loads(raw)
+    return doc
+
+
+def _create_private_file(path: Path) -> None:
+    # Owner-only from the first byte; SQLite gives its -wal and -shm files the same mode.
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+
+
+def _setup_writer(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA busy_timeout = 10000")
+    mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise PersistenceError(f"could not switch the database to WAL mode (it is {mode})")
+    db.execute("PRAGMA synchronous = FULL")
+    _migrate(db)
+
+
+def _setup_reader(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA busy_timeout = 10000")
+    db.execute("PRAGMA query_only = ON")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Apply the migrations the file has not recorded, each with its record, atomically."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(Q["create_schema_version"])
+        applied = [int(row[0]) for row in db.execute(Q["applied_versions"])]
+        for migration in pending("sqlite", applied):
+            for statement in sqlite_statements(migration.sql):
+                db.execute(statement)
+            db.execute(
+                Q["record_version"],
+                (migration.version, migration.name, format_timestamp(utcnow())),
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    """The highest migration recorded in an open sqlite3 connection's database."""
+    return max((int(r[0]) for r in db.execute(Q["applied_versions"])), default=0)
+
+
+LATEST_VERSION = len(migrations("sqlite"))
+
+
+# -- error translation --------------------------------------------------------------------
+
+
+def _translate(exc: sqlite3.Error) -> EventStoreError:
+    message = str(exc)
+    if "append-only" in message:
+        error: EventStoreError = AppendOnlyError(message)
+    else:
+        error = PersistenceError(f"SQLite failed: {message}")
+    error.__cause__ = exc
+    return error
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise _translate(exc) from exc
+    except OSError as exc:
+        raise PersistenceError(f"cannot open the database file: {exc}") from exc
