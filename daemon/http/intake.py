@@ -1,0 +1,144 @@
+"""Intake: ``POST /v1/contracts`` (a contract request) and ``POST /v1/contracts/{id}/send``.
+
+A request is stored as the first event of stream ``contract-{external_id}`` with
+``expected_version=0``, so the store itself decides who was first: a repeat with the
+same payload (same fingerprint) is answered 200 as the first was, a different one 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+import structlog
+from starlette.requests import Request
+from starlette.responses import Response
+
+from daemon.http.errors import ApiError, ORJSONResponse
+from daemon.http.limits import read_body
+from daemon.http.metrics import Metrics
+from daemon.http.validation import SEND_FIELD, is_valid_external_id, validate_intake, validate_send
+from eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEvent
+from projections.events import EventType, contract_stream
+
+CONTRACTS = "contracts"
+# sync phases and SpotDraft statuses after which a send makes no sense
+_SENT_OR_LATER_SYNC = {"sent", "executed", "synced", "voided", "failed"}
+_SENT_OR_LATER_STATUS = {"REDLINING", "SIGN", "EXECUTED", "ON_HOLD", "VOIDED"}
+_SEND_ATTEMPTS = 5
+
+log = structlog.get_logger("spotsync.intake")
+
+
+def contract_url(external_id: str) -> str:
+    return "/v1/contracts/" + quote(external_id, safe="")
+
+
+def fingerprint(request: Any, send: Any) -> str:
+    canonical = orjson.dumps({"request": request, "send": send}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+async def read_json(request: Request, *, optional: bool = False) -> Any:
+    body = await read_body(request, request.app.state.max_body_bytes)
+    if optional and not body.strip():
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "the body is not valid JSON", code="invalid_json") from None
+
+
+def _answer(external_id: str, status: int) -> Response:
+    url = contract_url(external_id)
+    return ORJSONResponse(
+        {"external_id": external_id, "url": url}, status_code=status, headers={"Location": url}
+    )
+
+
+async def submit_contract(request: Request) -> Response:
+    body = await read_json(request)
+    errors = validate_intake(body)
+    if errors:
+        raise ApiError(422, "the contract request is not valid", fields=errors)
+    external_id: str = body["external_metadata"]["id"]
+    send = body.get(SEND_FIELD)
+    contract_request = {k: v for k, v in body.items() if k != SEND_FIELD}
+    digest = fingerprint(contract_request, send)
+    store: EventStore = request.app.state.store
+    stream = contract_stream(external_id)
+    event = NewEvent(
+        type=EventType.CONTRACT_REQUESTED,
+        data={
+            "external_id": external_id,
+            "request": contract_request,
+            "send": send,
+            "fingerprint": digest,
+        },
+        source="intake",
+    )
+    try:
+        result = await store.append(stream, [event], expected_version=0)
+    except ConcurrencyError:
+        # Someone stored this external id first (maybe this very request, retried).
+        first = (await store.read_stream(stream))[:1]
+        if first and first[0].data.get("fingerprint") == digest:
+            return _answer(external_id, 200)
+        raise ApiError(
+            409,
+            f"external id {external_id!r} was already submitted with a different payload",
+            code="conflict",
+        ) from None
+    metrics: Metrics = request.app.state.metrics
+    metrics.event_appended(EventType.CONTRACT_REQUESTED)
+    log.info("contract requested", external_id=external_id, stream=stream, position=result.position)
+    return _answer(external_id, 202)
+
+
+def _why_not_sendable(history: list[RecordedEvent], doc: dict[str, Any] | None) -> str | None:
+    for event in history:
+        if event.type == EventType.SEND_REQUESTED or (
+            event.type == EventType.CONTRACT_REQUESTED and event.data.get("send") is not None
+        ):
+            return "a send was already requested for this contract"
+    if doc is not None:
+        if doc.get("sync") in _SENT_OR_LATER_SYNC:
+            return f"the contract cannot be sent while its sync state is {doc['sync']!r}"
+        if doc.get("status") in _SENT_OR_LATER_STATUS:
+            return f"the contract cannot be sent in status {doc['status']!r}"
+    return None
+
+
+async def send_contract(request: Request) -> Response:
+    external_id: str = request.path_params["external_id"]
+    if not is_valid_external_id(external_id):
+        raise ApiError(404, "no contract has this external id")
+    body = await read_json(request, optional=True)
+    if body is None:
+        body = {}
+    errors = validate_send(body)
+    if errors:
+        raise ApiError(422, "the send request is not valid", fields=errors)
+    store: EventStore = request.app.state.store
+    stream = contract_stream(external_id)
+    for _ in range(_SEND_ATTEMPTS):
+        history = await store.read_stream(stream)
+        if not history:
+            raise ApiError(404, "no contract has this external id")
+        reason = _why_not_sendable(history, await store.get_document(CONTRACTS, external_id))
+        if reason is not None:
+            raise ApiError(409, reason, code="not_sendable")
+        event = NewEvent(type=EventType.SEND_REQUESTED, data={"body": body}, source="intake")
+        try:
+            result = await store.append(stream, [event], expected_version=history[-1].version)
+        except ConcurrencyError:
+            continue  # a webhook or handler appended meanwhile: decide again on the new state
+        metrics: Metrics = request.app.state.metrics
+        metrics.event_appended(EventType.SEND_REQUESTED)
+        log.info("send requested", external_id=external_id, stream=stream, position=result.position)
+        return _answer(external_id, 202)
+    raise ApiError(
+        503, "the contract is changing too fast to decide; retry", headers={"Retry-After": "1"}
+    )

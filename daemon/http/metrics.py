@@ -1,0 +1,95 @@
+"""Prometheus metrics, one registry per app (so tests and two apps in a process never clash).
+
+The handlers' layer increments them through a ``Metrics`` object it is given:
+
+    metrics.event_appended("ContractCreated")
+    metrics.api_call("POST /api/v2.1/public/contracts/", 201, seconds=0.12)
+    metrics.set_parked(3)
+    metrics.set_subscription_lag("handlers", 12)
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    """The daemon's counters and gauges, and their text exposition."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events_appended = Counter(
+            "spotsync_events_appended",
+            "Events appended to the log by this process, by event type.",
+            ["type"],
+            registry=r,
+        )
+        self.subscription_lag = Gauge(
+            "spotsync_subscription_lag_events",
+            "Events in the log that a subscription has not processed yet.",
+            ["subscription"],
+            registry=r,
+        )
+        self.api_calls = Counter(
+            "spotsync_spotdraft_api_calls",
+            "SpotDraft API calls by endpoint and outcome (HTTP status, or timeout/error).",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.api_call_seconds = Histogram(
+            "spotsync_spotdraft_api_call_seconds",
+            "SpotDraft API call latency by endpoint.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.webhook_verification_failures = Counter(
+            "spotsync_webhook_verification_failures",
+            "Webhook deliveries refused for a missing or bad signature.",
+            ["reason"],
+            registry=r,
+        )
+        self.webhooks_received = Counter(
+            "spotsync_webhooks_received",
+            "Verified webhook deliveries stored, by whether they matched a contract.",
+            ["matched"],
+            registry=r,
+        )
+        self.parked = Gauge(
+            "spotsync_parked_items",
+            "Work stopped on a permanent error, waiting for a person.",
+            registry=r,
+        )
+        # Labels that are always present, so a scrape shows zeros rather than nothing.
+        for reason in ("missing", "invalid"):
+            self.webhook_verification_failures.labels(reason)
+
+    def event_appended(self, event_type: str, count: int = 1) -> None:
+        self.events_appended.labels(event_type).inc(count)
+
+    def api_call(self, endpoint: str, status: int | str, *, seconds: float | None = None) -> None:
+        """One SpotDraft call: ``endpoint`` is a route template (no ids), ``status`` its outcome."""
+        self.api_calls.labels(endpoint, str(status)).inc()
+        if seconds is not None:
+            self.api_call_seconds.labels(endpoint).observe(seconds)
+
+    def webhook_refused(self, reason: str) -> None:
+        self.webhook_verification_failures.labels(reason).inc()
+
+    def set_subscription_lag(self, subscription: str, events: int) -> None:
+        self.subscription_lag.labels(subscription).set(max(events, 0))
+
+    def set_parked(self, count: int) -> None:
+        self.parked.set(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

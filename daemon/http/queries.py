@@ -1,0 +1,154 @@
+"""The query API: one contract, the list, and a contract's events.
+
+It serves what the projection has. A contract whose request is stored but not yet
+projected is shown as a minimal ``pending`` view, never as a 404.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from daemon.http.errors import ApiError, ORJSONResponse
+from daemon.http.intake import CONTRACTS
+from daemon.http.validation import is_valid_external_id
+from eventstore import EventStore, RecordedEvent
+from eventstore.envelope import format_timestamp, parse_timestamp
+from projections.events import EventType, contract_stream
+
+STATUSES = ("DRAFT", "REDLINING", "SIGN", "EXECUTED", "ON_HOLD", "VOIDED")
+SYNC_PHASES = ("pending", "created", "sent", "executed", "synced", "voided", "failed")
+DEFAULT_LIMIT, MAX_LIMIT = 100, 500
+
+_NOT_FOUND = "no contract has this external id"
+
+
+def public_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """The projection without its private (``_``-prefixed) keys."""
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
+
+
+def pending_view(external_id: str, history: list[RecordedEvent]) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    first = history[0]
+    if first.type == EventType.CONTRACT_REQUESTED:
+        request = first.data.get("request")
+        found = request.get("external_metadata") if isinstance(request, dict) else None
+        meta = found if isinstance(found, dict) else {}
+    return {
+        "external_id": external_id,
+        "integration_name": meta.get("integration_name"),
+        "record_type": meta.get("record_type"),
+        "spotdraft": None,
+        "status": None,
+        "sync": "pending",
+        "key_pointers": {},
+        "document": None,
+        "error": None,
+        "last_position": history[-1].position,
+        "updated_at": format_timestamp(history[-1].recorded_at),
+    }
+
+
+async def get_contract(request: Request) -> Response:
+    external_id: str = request.path_params["external_id"]
+    if not is_valid_external_id(external_id):
+        raise ApiError(404, _NOT_FOUND)
+    store: EventStore = request.app.state.store
+    doc = await store.get_document(CONTRACTS, external_id)
+    if doc is not None:
+        return ORJSONResponse(public_view(doc))
+    history = await store.read_stream(contract_stream(external_id))
+    if not history:
+        raise ApiError(404, _NOT_FOUND)
+    return ORJSONResponse(pending_view(external_id, history))
+
+
+def _bad(field: str, message: str) -> ApiError:
+    return ApiError(
+        422,
+        f"{field} {message}",
+        code="invalid_request",
+        fields=[{"field": field, "message": message}],
+    )
+
+
+def encode_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise _bad("cursor", "is not a cursor this API gave out") from None
+
+
+def _limit(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_LIMIT
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
+        raise _bad("limit", f"must be an integer from 1 to {MAX_LIMIT}")
+    return int(text)
+
+
+def _since(text: str) -> str:
+    try:
+        moment = parse_timestamp(text)
+        # Before year 1000 %Y loses its fixed width; every stored timestamp is later anyway.
+        return format_timestamp(moment) if moment.year >= 1000 else "0"
+    except (ValueError, OverflowError):
+        raise _bad("updated_since", "must be an ISO 8601 timestamp") from None
+
+
+async def list_contracts(request: Request) -> Response:
+    params = request.query_params
+    equals: dict[str, str] = {}
+    for name, allowed in (("status", STATUSES), ("sync", SYNC_PHASES)):
+        value = params.get(name)
+        if value is not None:
+            if value not in allowed:
+                raise _bad(name, "must be one of " + ", ".join(allowed))
+            equals[name] = value
+    at_least = {}
+    if (since := params.get("updated_since")) is not None:
+        at_least["updated_at"] = _since(since)
+    limit = _limit(params.get("limit"))
+    cursor = params.get("cursor")
+    after = decode_cursor(cursor) if cursor else None
+    store: EventStore = request.app.state.store
+    rows = await store.query_documents(
+        CONTRACTS, equals=equals, at_least=at_least, after_key=after, limit=limit + 1
+    )
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1][0]) if len(rows) > limit else None
+    return ORJSONResponse(
+        {"contracts": [public_view(doc) for _, doc in page], "next_cursor": next_cursor}
+    )
+
+
+async def contract_events(request: Request) -> Response:
+    external_id: str = request.path_params["external_id"]
+    if not is_valid_external_id(external_id):
+        raise ApiError(404, _NOT_FOUND)
+    text = request.query_params.get("from_version", "1")
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) < 2**63:
+        raise _bad("from_version", "must be a positive integer")
+    store: EventStore = request.app.state.store
+    stream = contract_stream(external_id)
+    if await store.stream_version(stream) == 0:
+        raise ApiError(404, _NOT_FOUND)
+    events = await store.read_stream(stream, from_version=int(text))
+    return ORJSONResponse({"external_id": external_id, "events": [_envelope(e) for e in events]})
+
+
+def _envelope(event: RecordedEvent) -> dict[str, Any]:
+    envelope = event.to_dict()
+    envelope["data"] = dict(event.data)
+    envelope["metadata"] = dict(event.metadata)
+    return envelope

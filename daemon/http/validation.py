@@ -1,0 +1,229 @@
+"""Validation of intake payloads against SpotDraft's v2.1 create schema, naming every bad field.
+
+The external id rule (``EXTERNAL_ID_PATTERN``) is shared with the OpenAPI description:
+1 to 255 characters; no control characters (Unicode Cc); no ``/`` or ``\\`` (an id is one
+URL path segment and later part of a file name); no leading or trailing whitespace; and
+not ``.`` or ``..`` (clients normalise those out of URLs).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+EXTERNAL_ID_MAX_LENGTH = 255
+_FORBIDDEN = r"/\\\x00-\x1f\x7f-\x9f"
+EXTERNAL_ID_PATTERN = rf"^(?!\.\.?$)[^\s{_FORBIDDEN}](?:[^{_FORBIDDEN}]*[^\s{_FORBIDDEN}])?$"
+_EXTERNAL_ID = re.compile(EXTERNAL_ID_PATTERN)
+
+ATTACHMENT_FORMATS = ("PDF", "DOCX", "TEMPLATE")
+SEND_FIELD = "send_to_counterparties"
+
+Errors = list[dict[str, str]]
+
+
+def is_valid_external_id(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= EXTERNAL_ID_MAX_LENGTH
+        and _EXTERNAL_ID.match(value) is not None
+    )
+
+
+def _add(errors: Errors, field: str, message: str) -> None:
+    errors.append({"field": field, "message": message})
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(errors: Errors, field: str, value: object, kind: str) -> bool:
+    """Type check one present value; records an error and returns False when it fails."""
+    checks: dict[str, Callable[[object], bool]] = {
+        "string": lambda v: isinstance(v, str),
+        "integer": _is_int,
+        "boolean": lambda v: isinstance(v, bool),
+        "object": lambda v: isinstance(v, dict),
+        "array": lambda v: isinstance(v, list),
+    }
+    if checks[kind](value):
+        return True
+    article = "an" if kind[0] in "aeiou" else "a"
+    _add(errors, field, f"must be {article} {kind}")
+    return False
+
+
+def _optional(errors: Errors, obj: Mapping[str, Any], prefix: str, spec: dict[str, str]) -> None:
+    for name, kind in spec.items():
+        if name in obj and obj[name] is not None:
+            _check(errors, prefix + name, obj[name], kind)
+
+
+def _required(errors: Errors, obj: Mapping[str, Any], prefix: str, name: str, kind: str) -> bool:
+    if name not in obj or obj[name] is None:
+        _add(errors, prefix + name, "is required")
+        return False
+    return _check(errors, prefix + name, obj[name], kind)
+
+
+def _string_list(errors: Errors, field: str, value: object) -> None:
+    if _check(errors, field, value, "array"):
+        assert isinstance(value, list)
+        for i, item in enumerate(value):
+            _check(errors, f"{field}[{i}]", item, "string")
+
+
+def validate_send(body: object, prefix: str = "") -> Errors:
+    """A send_to_counterparties body: every field optional, the given ones checked."""
+    errors: Errors = []
+    if not isinstance(body, dict):
+        _add(errors, prefix.rstrip(".") or "body", "must be an object")
+        return errors
+    if "attachment_formats" in body:
+        formats = body["attachment_formats"]
+        if _check(errors, prefix + "attachment_formats", formats, "array"):
+            for i, item in enumerate(formats):
+                if item not in ATTACHMENT_FORMATS:
+                    _add(
+                        errors,
+                        f"{prefix}attachment_formats[{i}]",
+                        "must be one of " + ", ".join(ATTACHMENT_FORMATS),
+                    )
+    for name in ("to_emails", "cc_emails", "bcc_emails"):
+        if name in body:
+            _string_list(errors, prefix + name, body[name])
+    _optional(errors, body, prefix, {"custom_message": "string", "subject": "string"})
+    if "extra_attachments" in body:
+        attachments = body["extra_attachments"]
+        if _check(errors, prefix + "extra_attachments", attachments, "array"):
+            for i, item in enumerate(attachments):
+                at = f"{prefix}extra_attachments[{i}]"
+                if _check(errors, at, item, "object"):
+                    for name in ("file_name", "mime_type", "content_base64"):
+                        _required(errors, item, f"{at}.", name, "string")
+    return errors
+
+
+def _validate_counterparty(errors: Errors, at: str, party: object) -> None:
+    if not _check(errors, at, party, "object"):
+        return
+    assert isinstance(party, dict)
+    prefix = at + "."
+    individual = _required(errors, party, prefix, "is_individual", "boolean")
+    if _required(errors, party, prefix, "poc_details", "object"):
+        poc = party["poc_details"]
+        for name in ("first_name", "email"):
+            if (
+                _required(errors, poc, prefix + "poc_details.", name, "string")
+                and not poc[name].strip()
+            ):
+                _add(errors, f"{prefix}poc_details.{name}", "must not be empty")
+        _optional(errors, poc, prefix + "poc_details.", {"last_name": "string"})
+    if individual and party["is_individual"] is False:
+        org = party.get("organization_name")
+        if org is None:
+            _add(errors, prefix + "organization_name", "is required when is_individual is false")
+        elif _check(errors, prefix + "organization_name", org, "string") and not org.strip():
+            _add(errors, prefix + "organization_name", "must not be empty")
+    else:
+        _optional(errors, party, prefix, {"organization_name": "string"})
+    _optional(
+        errors,
+        party,
+        prefix,
+        {"organization_type": "string", "party_role_identifier": "string"},
+    )
+    details = party.get("organization_details")
+    if details is not None and _check(errors, prefix + "organization_details", details, "object"):
+        _optional(
+            errors,
+            details,
+            prefix + "organization_details.",
+            {"jurisdiction": "string", "jurisdiction_iso_code": "string", "address": "object"},
+        )
+
+
+def _validate_signatory(errors: Errors, at: str, signatory: object) -> None:
+    if not _check(errors, at, signatory, "object"):
+        return
+    assert isinstance(signatory, dict)
+    prefix = at + "."
+    _required(errors, signatory, prefix, "name", "string")
+    _required(errors, signatory, prefix, "email", "string")
+    _required(errors, signatory, prefix, "is_counterparty_signatory", "boolean")
+    _optional(
+        errors,
+        signatory,
+        prefix,
+        {
+            "title": "string",
+            "counterparty_name": "string",
+            "sign_order": "integer",
+            "note": "string",
+        },
+    )
+
+
+def validate_intake(body: object) -> Errors:
+    """Every problem with a create-contract request, as ``{"field", "message"}`` pairs."""
+    errors: Errors = []
+    if not isinstance(body, dict):
+        _add(errors, "body", "must be a JSON object")
+        return errors
+    _required(errors, body, "", "contract_template_id", "integer")
+    _required(errors, body, "", "contract_data", "object")
+    if _required(errors, body, "", "counter_party_details", "array"):
+        parties = body["counter_party_details"]
+        if not parties:
+            _add(errors, "counter_party_details", "must name at least one counterparty")
+        for i, party in enumerate(parties):
+            _validate_counterparty(errors, f"counter_party_details[{i}]", party)
+    if _required(errors, body, "", "external_metadata", "object"):
+        meta = body["external_metadata"]
+        if _required(errors, meta, "external_metadata.", "id", "string") and not (
+            is_valid_external_id(meta["id"])
+        ):
+            _add(
+                errors,
+                "external_metadata.id",
+                f"must be 1 to {EXTERNAL_ID_MAX_LENGTH} characters without control characters,"
+                " slashes or backslashes, without leading or trailing whitespace,"
+                " and not '.' or '..'",
+            )
+        _optional(
+            errors,
+            meta,
+            "external_metadata.",
+            {"integration_name": "string", "record_type": "string", "record_data": "object"},
+        )
+    _optional(
+        errors,
+        body,
+        "",
+        {
+            "contract_name": "string",
+            "entity_reference_id": "string",
+            "is_embedded_contract": "boolean",
+        },
+    )
+    workflow = body.get("workflow_config")
+    if workflow is not None and _check(errors, "workflow_config", workflow, "object"):
+        flags = (
+            "auto_send_to_counterparty",
+            "api_only_contract_edits",
+            "skip_cp_info_collection",
+            "skip_creator_info_collection",
+        )
+        _optional(errors, workflow, "workflow_config.", dict.fromkeys(flags, "boolean"))
+    if body.get("send_to_counterparty_config") is not None:
+        config = body["send_to_counterparty_config"]
+        errors.extend(validate_send(config, "send_to_counterparty_config."))
+    signatories = body.get("signatories")
+    if signatories is not None and _check(errors, "signatories", signatories, "array"):
+        for i, signatory in enumerate(signatories):
+            _validate_signatory(errors, f"signatories[{i}]", signatory)
+    if body.get(SEND_FIELD) is not None:
+        errors.extend(validate_send(body[SEND_FIELD], SEND_FIELD + "."))
+    return errors

@@ -1,0 +1,169 @@
+"""``POST /webhooks/spotdraft``: verify, store, then acknowledge.
+
+The signature is checked on the raw bytes before anything is parsed. A verified
+delivery is always stored, whatever its content: bytes that are not JSON, JSON of the
+wrong shape and activities nobody handles are kept for support and replay, and the
+handlers decide what they mean. SpotDraft retries non-2xx answers, so a store failure
+is a 503, and a 200 is sent only after the append returned (durable).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from starlette.requests import Request
+from starlette.responses import Response
+
+from daemon.http.errors import ApiError, ORJSONResponse
+from daemon.http.limits import read_body
+from daemon.http.metrics import Metrics
+from daemon.http.validation import is_valid_external_id
+from eventstore import EventStore, NewEvent
+from eventstore.envelope import format_timestamp, utcnow
+from projections.events import UNMATCHED_WEBHOOKS_STREAM, EventType, contract_stream
+
+SIGNATURE_HEADER = "x-sd-webhook-content-hash"
+CONTRACT_IDS = "contract_ids"
+_MAX_LABEL = 200  # activity and status are short enum names; anything longer is not one
+
+log = structlog.get_logger("spotsync.webhooks")
+
+
+def decode_hmac_key(key: str | None) -> bytes | None:
+    """The workspace key as bytes; the error names the variable, never the value."""
+    if key is None:
+        return None
+    try:
+        return base64.b64decode(key.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("SPOTDRAFT_HMAC_KEY is not valid base64") from None
+
+
+def sign(key: bytes, body: bytes) -> str:
+    """The ``X-SD-WEBHOOK-CONTENT-HASH`` SpotDraft sends for ``body``."""
+    return hmac.new(key, body, hashlib.sha512).hexdigest()
+
+
+def signature_ok(key: bytes | None, body: bytes, presented: str) -> bool:
+    if key is None:
+        return False
+    expected = sign(key, body).encode("ascii")
+    return hmac.compare_digest(expected, presented.strip().lower().encode("latin-1"))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a verified body says about itself, read leniently (every field may be missing)."""
+
+    activity: str | None
+    contract_id: int | None
+    contract_status: str | None
+    external_id: str | None
+
+    @classmethod
+    def parse(cls, body: bytes) -> Delivery:
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            payload = None
+        if not isinstance(payload, dict):
+            return cls(None, None, None, None)
+        meta = payload.get("external_metadata")
+        external_id = meta.get("id") if isinstance(meta, dict) else None
+        contract_id = payload.get("contract_id")
+        if isinstance(contract_id, str) and contract_id.isascii() and contract_id.isdigit():
+            contract_id = int(contract_id)
+        return cls(
+            activity=_label(payload.get("activity")),
+            contract_id=(
+                contract_id
+                if isinstance(contract_id, int)
+                and not isinstance(contract_id, bool)
+                and 0 <= contract_id < 2**63
+                else None
+            ),
+            contract_status=_label(payload.get("contract_status")),
+            external_id=external_id if is_valid_external_id(external_id) else None,
+        )
+
+
+def _label(value: Any) -> str | None:
+    if isinstance(value, str) and len(value) <= _MAX_LABEL and value.isprintable():
+        return value
+    return None
+
+
+def raw_body_fields(body: bytes) -> dict[str, str | None]:
+    """The body as text when it is UTF-8, else as base64.
+
+    Text with NUL goes as base64 too: PostgreSQL's jsonb refuses ``\\u0000``.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text:
+        return {"raw_body": text, "raw_body_base64": None}
+    return {"raw_body": None, "raw_body_base64": base64.b64encode(body).decode("ascii")}
+
+
+async def resolve_stream(store: EventStore, delivery: Delivery) -> tuple[str, str | None]:
+    """The stream a delivery belongs to, and the contract's external id when it maps to one."""
+    if delivery.external_id is not None:
+        stream = contract_stream(delivery.external_id)
+        if await store.stream_version(stream) > 0:
+            return stream, delivery.external_id
+    if delivery.contract_id is not None:
+        row = await store.get_document(CONTRACT_IDS, str(delivery.contract_id))
+        mapped = row.get("external_id") if row else None
+        if is_valid_external_id(mapped):
+            assert isinstance(mapped, str)
+            return contract_stream(mapped), mapped
+    return UNMATCHED_WEBHOOKS_STREAM, None
+
+
+async def receive_webhook(request: Request) -> Response:
+    state = request.app.state
+    metrics: Metrics = state.metrics
+    body = await read_body(request, state.max_body_bytes)
+    presented = request.headers.get(SIGNATURE_HEADER)
+    if not presented:
+        metrics.webhook_refused("missing")
+        log.warning("webhook refused: no signature", bytes=len(body))
+        raise ApiError(401, f"the {SIGNATURE_HEADER} header is missing", code="invalid_signature")
+    if not signature_ok(state.hmac_key, body, presented):
+        metrics.webhook_refused("invalid")
+        log.warning("webhook refused: signature does not match", bytes=len(body))
+        raise ApiError(401, "the webhook signature does not match", code="invalid_signature")
+
+    delivery = Delivery.parse(body)
+    store: EventStore = state.store
+    stream, external_id = await resolve_stream(store, delivery)
+    data = {
+        "activity": delivery.activity,
+        "contract_id": delivery.contract_id,
+        "contract_status": delivery.contract_status,
+        "external_id": external_id or delivery.external_id,
+        **raw_body_fields(body),
+        "signature": presented.strip()[:_MAX_LABEL],
+        "received_at": format_timestamp(utcnow()),
+    }
+    event = NewEvent(type=EventType.WEBHOOK_RECEIVED, data=data, source="webhook")
+    result = await store.append(stream, [event], expected_version=None)
+    metrics.event_appended(EventType.WEBHOOK_RECEIVED)
+    metrics.webhooks_received.labels("yes" if external_id else "no").inc()
+    log.info(
+        "webhook stored",
+        stream=stream,
+        position=result.position,
+        activity=delivery.activity,
+        external_id=external_id,
+    )
+    return ORJSONResponse({"status": "stored", "position": result.position})
