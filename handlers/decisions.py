@@ -1,0 +1,183 @@
+"""The handlers' pure decisions: a contract's state and a new event → the commands to issue.
+
+No I/O here: ``spotsync replay`` runs exactly these functions over a log to show what the
+handlers would do. Two functions make the whole table:
+
+- ``decide(state, event)``: edge-triggered. ``state`` is the fold of the stream *before*
+  ``event``; a command is issued when the event makes a fact true for the first time
+  (execution first seen → pull key pointers and the document once, however many
+  CONTRACT_EXECUTED deliveries follow). Nudges (an operator's retry, the reconciler)
+  issue whatever is ``outstanding``.
+- ``refine(command, current)``: level-triggered. Just before running a command the
+  executor re-checks it against the *current* state (which may include outcomes
+  recorded after the triggering event): work already done is dropped, and a create
+  whose earlier intent has no outcome becomes a lookup. This keeps a re-run after a
+  crash, or two triggers for one fact, from calling SpotDraft twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventstore.envelope import RecordedEvent
+from projections.contract import ContractState, apply
+from projections.events import EventType
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Base of every command; ``name`` is what replay prints."""
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def describe(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class CreateContract(Command):
+    """Record an intent, then ``POST /contracts/`` with the request's payload."""
+
+
+@dataclass(frozen=True, slots=True)
+class LookupContract(Command):
+    """``GET /contracts/by_external_metadata/{id}``: an earlier create's outcome is unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendContract(Command):
+    """``POST /contracts/{id}/send_to_counterparties``."""
+
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PullKeyPointers(Command):
+    """``GET /contracts/{id}/key_pointers``."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchDocument(Command):
+    """``POST /contracts/{id}/download_link``, then download the executed PDF."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySink(Command):
+    """Tell the source system about a milestone; ``webhook_id`` is stable across attempts."""
+
+    milestone: str = "created"
+    webhook_id: str = ""
+
+    def describe(self) -> str:
+        return f"NotifySink({self.milestone})"
+
+
+MILESTONES = ("created", "sent", "synced", "failed", "voided")
+# Events that ask the handlers to re-run whatever is outstanding.
+_NUDGES = frozenset(
+    {EventType.RETRY_REQUESTED, EventType.RECONCILE_REQUESTED, EventType.CONTRACT_NOT_FOUND}
+)
+
+
+def webhook_id_for(event: RecordedEvent) -> str:
+    return f"msg_{event.event_id}"
+
+
+def decide(state: ContractState | None, event: RecordedEvent) -> list[Command]:
+    """The commands ``event`` calls for, given the contract's state before it."""
+    new = apply(state, event)
+    before = state if state is not None else ContractState(external_id=new.external_id)
+    webhook_id = webhook_id_for(event)
+    commands: list[Command] = []
+
+    if event.type == EventType.RETRY_REQUESTED and before.sink_parked is not None:
+        parked = before.sink_parked
+        commands.append(
+            NotifySink(str(parked.get("milestone")), str(parked.get("webhook_id") or webhook_id))
+        )
+    nudge = event.type in _NUDGES or (
+        event.type == EventType.STATUS_OBSERVED and event.data.get("by") == "reconciler"
+    )
+    if nudge:
+        commands.extend(c for c in outstanding(new, webhook_id) if c not in commands)
+        return commands
+
+    if new.sync == "voided":
+        return [NotifySink("voided", webhook_id)] if before.sync != "voided" else []
+    if new.error is not None:
+        return [NotifySink("failed", webhook_id)] if before.error is None else []
+
+    if event.type == EventType.CONTRACT_REQUESTED and not new.created:
+        commands.append(LookupContract() if new.intent_open else CreateContract())
+    if new.created and not before.created:
+        commands.append(NotifySink("created", webhook_id))
+    if _send_due(new) and (not before.created or event.type == EventType.SEND_REQUESTED):
+        commands.append(SendContract(dict(new.send_body or {})))
+    if new.sent and not before.sent:
+        commands.append(NotifySink("sent", webhook_id))
+    if new.executed_seen and not before.executed_seen:
+        commands.extend(_pulls(new))
+    if new.data_complete and not before.data_complete and "synced" not in new.notified:
+        commands.append(NotifySink("synced", webhook_id))
+    return commands
+
+
+def outstanding(state: ContractState, webhook_id: str) -> list[Command]:
+    """Everything still to do for a contract that is not waiting on a person."""
+    if state.error is not None or state.final:
+        return []
+    if not state.created:
+        return [LookupContract() if state.intent_open else CreateContract()]
+    commands: list[Command] = []
+    if _send_due(state):
+        commands.append(SendContract(dict(state.send_body or {})))
+    if state.executed_seen:
+        commands.extend(_pulls(state))
+        if state.data_complete and "synced" not in state.notified:
+            commands.append(NotifySink("synced", webhook_id))
+    return commands
+
+
+def refine(command: Command, current: ContractState) -> Command | None:
+    """``command`` as it should run against the current state, or None if it is not needed."""
+    if isinstance(command, NotifySink):
+        if command.milestone in current.notified:
+            return None
+        if command.milestone == "synced" and not current.data_complete:
+            return None
+        return command
+    if current.error is not None or current.sync == "voided":
+        return None
+    if isinstance(command, CreateContract | LookupContract):
+        if current.created:
+            return None
+        return LookupContract() if current.intent_open else CreateContract()
+    if isinstance(command, SendContract):
+        return command if _send_due(current) else None
+    if isinstance(command, PullKeyPointers):
+        return command if current.key_pointers is None else None
+    if isinstance(command, FetchDocument):
+        return command if current.document is None else None
+    return command
+
+
+def _send_due(state: ContractState) -> bool:
+    return (
+        state.send_requested
+        and state.created
+        and not state.sent
+        and state.status in (None, "DRAFT")
+    )
+
+
+def _pulls(state: ContractState) -> list[Command]:
+    commands: list[Command] = []
+    if state.key_pointers is None:
+        commands.append(PullKeyPointers())
+    if state.document is None:
+        commands.append(FetchDocument())
+    return commands
