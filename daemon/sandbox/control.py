@@ -1,0 +1,123 @@
+"""The sandbox's own endpoints: ``/_sandbox/…`` for tests and operators, ``/_files/…``.
+
+Control endpoints need no SpotDraft credentials and do not count toward the rate
+limit. ``/_files/{token}/{name}`` plays the storage bucket behind a download url:
+no auth (the token is the capability), answers 403 once the url has expired.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from daemon.sandbox.contracts import LifecycleError
+from daemon.sandbox.gate import detail
+from daemon.sandbox.options import Faults, FaultsError
+
+if TYPE_CHECKING:
+    from daemon.sandbox.server import Sandbox
+
+
+def routes(sb: Sandbox) -> list[Route]:
+    async def contracts(request: Request) -> Response:
+        return JSONResponse({"contracts": sb.contracts()})
+
+    async def advance(request: Request) -> Response:
+        composite_id = request.path_params["composite_id"]
+        try:
+            status = await sb.advance(composite_id)
+        except KeyError:
+            return detail(404, f"Contract {composite_id} was not found.")
+        except LifecycleError as exc:
+            return detail(409, str(exc))
+        return JSONResponse({"id": composite_id, "contract_status": status})
+
+    async def get_faults(request: Request) -> Response:
+        return JSONResponse(sb.faults.to_json())
+
+    async def put_faults(request: Request) -> Response:
+        try:
+            data = json.loads(await request.body())
+        except ValueError as exc:
+            return JSONResponse({"detail": f"faults: not JSON ({exc})", "field": "faults"},
+                                status_code=400)
+        try:
+            faults = Faults.from_json(data, base=sb.faults)
+        except FaultsError as exc:
+            return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=400)
+        sb.set_faults(faults)
+        return JSONResponse(faults.to_json())
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(sb.stats.to_json())
+
+    async def webhooks(request: Request) -> Response:
+        return JSONResponse({"deliveries": [
+            {"url": d.url, "activity": d.activity, "contract_id": d.contract_id,
+             "attempts": d.attempts, "status": d.status, "delivered": d.delivered,
+             "duplicate": d.duplicate}
+            for d in sb.sender.deliveries
+        ]})
+
+    async def document(request: Request) -> Response:
+        pdf = sb.document(request.path_params["composite_id"])
+        if pdf is None:
+            return detail(404, "No executed document for this contract.")
+        return Response(pdf, media_type="application/pdf")
+
+    async def download(request: Request) -> Response:
+        found = sb.redeem_download(request.path_params["token"])
+        if found is None:
+            sb.stats.record("GET /_files/{token}/{file_name}", 403)
+            # As a storage bucket answers an expired or forged signed url.
+            return Response(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>"
+                "<Message>Request has expired</Message></Error>",
+                status_code=403, media_type="application/xml",
+            )
+        pdf, file_name = found
+        sb.stats.record("GET /_files/{token}/{file_name}", 200)
+        return Response(pdf, media_type="application/pdf", headers={
+            "Content-Disposition": f'attachment; filename="{file_name}"'})
+
+    return [
+        Route("/_sandbox/contracts", contracts, methods=["GET"]),
+        Route("/_sandbox/contracts/{composite_id}/advance", advance, methods=["POST"]),
+        Route("/_sandbox/faults", get_faults, methods=["GET"]),
+        Route("/_sandbox/faults", put_faults, methods=["PUT"]),
+        Route("/_sandbox/stats", stats, methods=["GET"]),
+        Route("/_sandbox/webhooks", webhooks, methods=["GET"]),
+        Route("/_sandbox/documents/{composite_id}", document, methods=["GET"]),
+        Route("/_files/{token}/{file_name}", download, methods=["GET"]),
+    ]
+
+
+def slash_redirect(routes: list[Route], sb: Sandbox) -> object:
+    """The router's fallback: 302 to the other trailing-slash form when that one exists.
+
+    SpotDraft answers a trailing-slash mismatch with 302 (not 307/308 as frameworks
+    default to), which is why a client must not follow redirects blindly.
+    """
+    from starlette.routing import Match
+
+    async def fallback(scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        other = path[:-1] if path.endswith("/") else path + "/"
+        probe = {**scope, "path": other}
+        if path.startswith("/api/") and any(
+            route.matches(probe)[0] != Match.NONE for route in routes
+        ):
+            query = scope.get("query_string", b"").decode("latin-1")
+            location = other + (f"?{query}" if query else "")
+            sb.stats.record("302 slash mismatch", 302)
+            response: Response = Response(status_code=302, headers={"Location": location})
+        else:
+            response = detail(404, "Not found.")
+        await response(scope, receive, send)
+
+    return fallback

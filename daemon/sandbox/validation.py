@@ -1,0 +1,172 @@
+"""Request-shape checks, answering as DRF serializers do: errors keyed by field.
+
+Shapes follow openapi.yml (``ExternalCreateContractSerializerV2_1``, ``SendToCounterparty``,
+``DownloadLinkRequest``); the workspace rules (organization types, entities) follow
+NOTES.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from daemon.sandbox.workspace import ENTITIES, ORGANIZATION_TYPES
+
+REQUIRED = "This field is required."
+ATTACHMENT_FORMATS = ("DOCX", "PDF", "TEMPLATE")
+DOWNLOAD_FORMATS = ("PDF", "DOCX", "DOCX_WITH_FALLBACK_TO_PDF")
+Errors = dict[str, Any]
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _string_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def check_create(body: Mapping[str, Any]) -> Errors:
+    """Shape problems of a create body (the template's own fields are checked later)."""
+    errors: Errors = {}
+    template_id = body.get("contract_template_id")
+    if template_id is None:
+        errors["contract_template_id"] = [REQUIRED]
+    elif isinstance(template_id, bool) or not isinstance(template_id, int | str) or not str(
+        template_id
+    ).isdigit():
+        errors["contract_template_id"] = ["A valid integer is required."]
+    if "contract_data" not in body or body["contract_data"] is None:
+        errors["contract_data"] = [REQUIRED]
+    elif not isinstance(body["contract_data"], dict):
+        errors["contract_data"] = [
+            f'Expected a dictionary of items but got type "{_type_name(body["contract_data"])}".'
+        ]
+    parties = body.get("counter_party_details")
+    if parties is None:
+        errors["counter_party_details"] = [REQUIRED]
+    elif not isinstance(parties, list):
+        errors["counter_party_details"] = [
+            f'Expected a list of items but got type "{_type_name(parties)}".'
+        ]
+    elif not parties:
+        errors["counter_party_details"] = ["This list may not be empty."]
+    else:
+        per_party = [_check_counterparty(p) for p in parties]
+        if any(per_party):
+            errors["counter_party_details"] = per_party
+    for name in ("contract_name", "entity_reference_id"):
+        if name in body and not isinstance(body[name], str):
+            errors[name] = ["Not a valid string."]
+    entity = body.get("entity_reference_id")
+    if isinstance(entity, str) and entity not in ENTITIES:
+        errors["entity_reference_id"] = [
+            f"'{entity}' is not an entity of this workspace: {', '.join(sorted(ENTITIES))}."
+        ]
+    metadata = body.get("external_metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            errors["external_metadata"] = ["Expected a dictionary of items."]
+        elif "id" in metadata and not isinstance(metadata["id"], str | int):
+            errors["external_metadata"] = {"id": ["Not a valid string."]}
+    signatories = body.get("signatories")
+    if signatories is not None:
+        if not isinstance(signatories, list):
+            errors["signatories"] = ["Expected a list of items."]
+        else:
+            per_signatory = [_check_signatory(s) for s in signatories]
+            if any(per_signatory):
+                errors["signatories"] = per_signatory
+    if "send_to_counterparty_config" in body:
+        config = body["send_to_counterparty_config"]
+        problems = check_send(config) if isinstance(config, dict) else {
+            "non_field_errors": ["Expected a dictionary of items."]}
+        if problems:
+            errors["send_to_counterparty_config"] = problems
+    return errors
+
+
+def _check_counterparty(party: object) -> Errors:
+    if not isinstance(party, dict):
+        return {"non_field_errors": ["Expected a dictionary of items."]}
+    errors: Errors = {}
+    individual = party.get("is_individual")
+    if individual is None:
+        errors["is_individual"] = [REQUIRED]
+    elif not isinstance(individual, bool):
+        errors["is_individual"] = ["Must be a valid boolean."]
+    poc = party.get("poc_details")
+    if not isinstance(poc, dict):
+        errors["poc_details"] = [REQUIRED] if poc is None else ["Expected a dictionary of items."]
+    else:
+        poc_errors = {k: [REQUIRED] for k in ("first_name", "email") if not poc.get(k)}
+        if poc_errors:
+            errors["poc_details"] = poc_errors
+    if individual is False:
+        if not party.get("organization_name"):
+            errors["organization_name"] = ["This field is required for a non-individual "
+                                           "counterparty."]
+        kind = party.get("organization_type")
+        if kind is None:
+            errors["organization_type"] = ["This field is required for a non-individual "
+                                           "counterparty."]
+        elif kind not in ORGANIZATION_TYPES:
+            errors["organization_type"] = [
+                f"'{kind}' is not an organization type of this workspace: "
+                f"{', '.join(ORGANIZATION_TYPES)}."
+            ]
+    details = party.get("organization_details")
+    if isinstance(details, dict) and isinstance(details.get("address"), dict):
+        address = details["address"]
+        missing = {k: [REQUIRED] for k in ("line_one", "city", "country_iso_code")
+                   if not address.get(k)}
+        if missing:
+            errors["organization_details"] = {"address": missing}
+    return errors
+
+
+def _check_signatory(signatory: object) -> Errors:
+    if not isinstance(signatory, dict):
+        return {"non_field_errors": ["Expected a dictionary of items."]}
+    errors: Errors = {k: [REQUIRED] for k in ("name", "email") if not signatory.get(k)}
+    if not isinstance(signatory.get("is_counterparty_signatory"), bool):
+        errors["is_counterparty_signatory"] = [REQUIRED]
+    return errors
+
+
+def check_send(body: Mapping[str, Any]) -> Errors:
+    """A send_to_counterparties body. Empty is accepted: SpotDraft's own guide sends ``{}``."""
+    errors: Errors = {}
+    formats = body.get("attachment_formats")
+    if formats is not None and (
+        not isinstance(formats, list) or any(f not in ATTACHMENT_FORMATS for f in formats)
+    ):
+        allowed = ", ".join(ATTACHMENT_FORMATS)
+        errors["attachment_formats"] = [f"Each item must be one of: {allowed}."]
+    for name in ("to_emails", "cc_emails", "bcc_emails"):
+        if name in body and not _string_list(body[name]):
+            errors[name] = ["Expected a list of strings."]
+    for name in ("custom_message", "subject"):
+        if name in body and not isinstance(body[name], str):
+            errors[name] = ["Not a valid string."]
+    attachments = body.get("extra_attachments")
+    if attachments is not None:
+        ok = isinstance(attachments, list) and all(
+            isinstance(a, dict) and all(isinstance(a.get(k), str)
+                                        for k in ("file_name", "mime_type", "content_base64"))
+            for a in attachments
+        )
+        if not ok:
+            errors["extra_attachments"] = [
+                "Each item needs file_name, mime_type and content_base64."]
+    return errors
+
+
+def download_format(body: Mapping[str, Any]) -> str | None:
+    """The requested format, upper-cased (SpotDraft's guide sends ``"pdf"``); None if invalid."""
+    value = body.get("format")
+    if value is None:
+        return "PDF"
+    if isinstance(value, str) and value.upper() in DOWNLOAD_FORMATS:
+        return value.upper()
+    return None

@@ -1,0 +1,204 @@
+"""Webhook payloads, their signature, and the background sender that delivers them.
+
+Payloads are ``ContractActivityDomainModel`` bodies. The signature is what SpotDraft's
+"Verifying webhooks" snippet checks: lowercase hex HMAC-SHA512 of the raw body, keyed
+with the base64-decoded ``hmac_key``, in ``X-SD-WEBHOOK-CONTENT-HASH``.
+
+Deliveries leave in batches (one batch a lifecycle step). Faults are decided when a
+batch is queued, in queue order, so a seeded run drops and duplicates the same ones.
+A failed attempt (non-2xx or connection error) is retried after each pause of
+``webhook_retry_delays``, in its own task of the sender's task group.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from daemon.sandbox.contracts import Contract, Signatory
+from daemon.sandbox.options import Faults, SandboxOptions
+from daemon.sandbox.stats import Stats
+
+SIGNATURE_HEADER = "X-SD-WEBHOOK-CONTENT-HASH"
+# ActivityEnum of the description: what a webhook registration may ask for.
+ACTIVITIES = frozenset({
+    "CONTRACT_VERSION_UPLOADED", "CONTRACT_APPROVAL_COMPLETED", "CONTRACT_APPROVAL_REQUESTED",
+    "CONTRACT_CREATED", "CONTRACT_DATA_UPDATED", "CONTRACT_DELETED", "CONTRACT_EXECUTED",
+    "CONTRACT_MARK_FOR_EXECUTION", "CONTRACT_SENT_TO_COUNTERPARTY", "CONTRACT_SIGNATURE_DECLINED",
+    "CONTRACT_SIGNATURE_REQUESTED", "CONTRACT_SIGNED", "CONTRACT_UNMARK_FOR_EXECUTION",
+    "POSTMARK_EMAIL_EVENT", "CONTRACT_KEY_POINTER_UPDATION", "CONTRACT_KEY_POINTER_CREATION",
+    "SIGNING_EMAIL_DELIVERED", "SIGNING_EMAIL_OPENED", "SIGNING_EMAIL_NOT_DELIVERED",
+    "SIGNING_EMAIL_LINK_CLICKED", "REDLINING_EMAIL_DELIVERED", "REDLINING_EMAIL_OPENED",
+    "REDLINING_EMAIL_NOT_DELIVERED", "REDLINING_EMAIL_LINK_CLICKED",
+    "CONTRACT_SIGNATURE_REQUESTED_NOTIFICATION_SENT", "COUNTER_PARTY_CREATED",
+    "COUNTER_PARTY_UPDATED", "COUNTER_PARTY_CONTACT_CREATED", "COUNTER_PARTY_CONTACT_UPDATED",
+    "COUNTER_PARTY_ADDRESS_CREATED", "COUNTER_PARTY_ADDRESS_UPDATED",
+    "CONTRACT_ACTIVITY_LOG_COMMENT_CREATED", "CONTRACT_VOIDED", "CONTRACT_PROCESS_METRIC_UPDATED",
+    "CONTRACT_EXTERNAL_METADATA_CREATED", "CONTRACT_EXTERNAL_METADATA_UPDATED",
+    "CONTRACT_ENTITY_UPDATED",
+})
+
+
+def sign(key: bytes, body: bytes) -> str:
+    return hmac.new(key, body, hashlib.sha512).hexdigest()
+
+
+def activity_payload(
+    contract: Contract, activity: str, actor: Signatory | None = None, status: str | None = None
+) -> dict[str, Any]:
+    """The ``ContractActivityDomainModel`` body for ``activity`` on ``contract``."""
+    performer = ({"name": actor.name, "email": actor.email} if actor
+                 else dict(contract.business_user))
+    return {
+        "activity": activity,
+        "activity_data": {
+            "performed_by": performer,
+            "timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        },
+        "contract_id": contract.contract_id,
+        "contract_title": contract.contract_name,
+        "contract_type": contract.template.contract_type_name,
+        "contract_type_name": contract.template.contract_type_name,
+        "contract_type_id": contract.template.contract_type_id,
+        "contract_status": status or contract.status,
+        "contract_kind": "TEMPLATE_CONTRACT",
+        "business_user": dict(contract.business_user),
+        "created_at": contract.created.isoformat().replace("+00:00", "Z"),
+        "counterparties": [_counterparty(i, c) for i, c in enumerate(contract.counterparties)],
+        "external_metadata": contract.external_metadata,
+        "entity": {"reference_id": contract.entity.reference_id, "name": contract.entity.name,
+                   "jurisdiction": contract.entity.jurisdiction, "type": contract.entity.type},
+        "contract_reference_id": contract.reference_id,
+        "contract_template_id": contract.template.id,
+    }
+
+
+def _counterparty(index: int, details: dict[str, Any]) -> dict[str, Any]:
+    poc = details.get("poc_details") or {}
+    name = " ".join(p for p in (poc.get("first_name"), poc.get("last_name")) if p)
+    item: dict[str, Any] = {
+        "type": "INDIVIDUAL" if details.get("is_individual") else "ORGANIZATION",
+        "poc_name": name, "poc_email": poc.get("email", ""), "counterparty_id": index + 1,
+    }
+    if details.get("organization_name"):
+        item["organization_name"] = details["organization_name"]
+    return item
+
+
+@dataclass
+class Delivery:
+    """One webhook POST to one url, and what became of it."""
+
+    url: str
+    activity: str
+    contract_id: int
+    body: bytes
+    signature: str
+    delay_s: float = 0.0
+    duplicate: bool = False
+    attempts: int = 0
+    status: int | None = None
+    delivered: bool = False
+
+
+class WebhookSender:
+    """Queues signed deliveries and sends them from the sandbox's task group."""
+
+    def __init__(self, options: SandboxOptions, rng: random.Random, stats: Stats) -> None:
+        self._options = options
+        self._rng = rng
+        self._stats = stats
+        self.deliveries: list[Delivery] = []
+        self.registered: list[tuple[str, frozenset[str] | None]] = []
+        self._send: MemoryObjectSendStream[list[Delivery]]
+        self._receive: MemoryObjectReceiveStream[list[Delivery]]
+        self._send, self._receive = anyio.create_memory_object_stream[list[Delivery]](math.inf)
+
+    def targets(self, activity: str) -> list[str]:
+        urls = [self._options.webhook_url] if self._options.webhook_url else []
+        urls += [url for url, only in self.registered if only is None or activity in only]
+        return urls
+
+    def enqueue(self, payloads: list[dict[str, Any]], faults: Faults) -> list[Delivery]:
+        """Sign ``payloads`` (one lifecycle step) and queue them after the faults have spoken."""
+        batch: list[Delivery] = []
+        key = self._options.hmac_key_bytes
+        for payload in payloads:
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            for url in self.targets(payload["activity"]):
+                delivery = Delivery(url, payload["activity"], payload["contract_id"], body,
+                                    sign(key, body))
+                if self._rng.random() < faults.webhook_drop_rate:
+                    self._stats.webhooks["dropped"] += 1
+                    continue
+                batch.append(delivery)
+                if self._rng.random() < faults.webhook_duplicate_rate:
+                    self._stats.webhooks["duplicated"] += 1
+                    batch.append(Delivery(url, delivery.activity, delivery.contract_id, body,
+                                          delivery.signature, duplicate=True))
+        if faults.webhook_reorder and len(batch) > 1:
+            batch.reverse()
+        low, high = faults.webhook_delay_ms
+        for delivery in batch:
+            delivery.delay_s = self._rng.uniform(low, high) / 1000 if high else 0.0
+        self.deliveries.extend(batch)
+        if batch:
+            self._send.send_nowait(batch)
+        return batch
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        timeout = httpx.Timeout(self._options.webhook_timeout_s)
+        async with (
+            httpx.AsyncClient(transport=self._options.webhook_transport, timeout=timeout,
+                              follow_redirects=False) as client,
+            anyio.create_task_group() as retries,
+            self._receive,
+        ):
+            task_status.started()
+            async for batch in self._receive:
+                for delivery in batch:
+                    if delivery.delay_s:
+                        await anyio.sleep(delivery.delay_s)
+                    if not await self._attempt(client, delivery):
+                        retries.start_soon(self._retry, client, delivery)
+
+    async def _retry(self, client: httpx.AsyncClient, delivery: Delivery) -> None:
+        for pause in self._options.webhook_retry_delays:
+            await anyio.sleep(pause)
+            if await self._attempt(client, delivery):
+                return
+        self._stats.webhooks["gave_up"] += 1
+
+    async def _attempt(self, client: httpx.AsyncClient, delivery: Delivery) -> bool:
+        delivery.attempts += 1
+        self._stats.webhooks["sent"] += 1
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: delivery.signature,
+                   "User-Agent": "SpotDraft-Webhooks (spotsync sandbox)"}
+        try:
+            response = await client.post(delivery.url, content=delivery.body, headers=headers)
+        except httpx.HTTPError:
+            delivery.status = None
+            self._stats.webhooks["failed_attempts"] += 1
+            return False
+        delivery.status = response.status_code
+        if response.is_success:
+            delivery.delivered = True
+            self._stats.webhooks["delivered"] += 1
+            return True
+        self._stats.webhooks["failed_attempts"] += 1
+        return False
+
+    def close(self) -> None:
+        self._send.close()
+
