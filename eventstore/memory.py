@@ -102,12 +102,14 @@ class MemoryEventStore(EventStore):
         self, name: str, position: int, writes: Sequence[DocumentWrite]
     ) -> None:
         self._check_open()
-        for write in writes:
+        # Copy everything before changing anything: a write that fails leaves no trace.
+        copies = [(w, None if w.doc is None else copy.deepcopy(w.doc)) for w in writes]
+        for write, doc in copies:
             collection = self._documents.setdefault(write.collection, {})
-            if write.doc is None:
+            if doc is None:
                 collection.pop(write.key, None)
             else:
-                collection[write.key] = copy.deepcopy(write.doc)
+                collection[write.key] = doc
         self._checkpoints[name] = position
 
     async def get_document(self, collection: str, key: str) -> Document | None:

@@ -19,8 +19,10 @@ SELECT version FROM schema_version ORDER BY version;
 INSERT INTO schema_version (version, name) VALUES ($1, $2);
 
 -- name: take_positions
--- Locks the counter row until commit: see 0001_events.sql for why.
-UPDATE event_positions SET last_position = last_position + $1 RETURNING last_position;
+-- Locks the counter row until commit: see 0001_events.sql for why. The notification
+-- ($2 is the channel) is delivered only if the append commits.
+UPDATE event_positions SET last_position = last_position + $1
+RETURNING last_position, pg_notify($2, last_position::text);
 
 -- name: last_position
 SELECT coalesce(max(position), 0) FROM events;
@@ -36,9 +38,6 @@ FROM events WHERE event_id = ANY($1::text[]) ORDER BY position;
 INSERT INTO events (position, stream, version, type, data, metadata, event_id, recorded_at)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::text[], $5::json[],
                      $6::json[], $7::text[], $8::timestamptz[]);
-
--- name: notify_append
-SELECT pg_notify('spotsync_events', $1);
 
 -- name: read_all
 SELECT position, stream, version, type, data, metadata, recorded_at

@@ -1,0 +1,318 @@
+"""The PostgreSQL backend, via an asyncpg pool, with LISTEN/NOTIFY for followers.
+
+Gap-free positions that never become visible out of order (the bug that made Marten
+and Eventuous projections skip events): an append first locks the single counter row
+``event_positions`` (``UPDATE ... RETURNING``) and keeps the lock until it commits. So
+appends take their positions and commit strictly one after the other, and PostgreSQL
+makes a transaction visible before it releases its locks: when position N+1 becomes
+visible, N already is. A rolled-back append rolls the counter back too, so no hole is
+ever left. The price is that appends are serialized; each holds the lock for a few
+round trips and its commit.
+
+Extra query parameters of the URL become server settings (asyncpg's rule), so
+``postgresql://host/db?search_path=tenant`` keeps the schema in ``tenant``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+import asyncpg
+import orjson
+
+from eventstore.base import AppendResult, Document, DocumentWrite, EventStore
+from eventstore.envelope import NewEvent, RecordedEvent, utcnow
+from eventstore.errors import (
+    AppendOnlyError,
+    ConcurrencyError,
+    EventIdConflictError,
+    EventStoreError,
+    PersistenceError,
+)
+from eventstore.migrations import pending, queries
+
+Q = queries("postgres")
+_NO_LIMIT = 2**63 - 1
+# LISTEN/NOTIFY wakes followers at once; the poll only covers a lost listener connection.
+_POLL_INTERVAL = 1.0
+_CLOSE_TIMEOUT = 10.0
+
+
+class _Rollback(Exception):
+    """Ends an append's transaction without committing (a duplicate: nothing to write)."""
+
+    def __init__(self, result: AppendResult) -> None:
+        self.result = result
+
+
+class PostgresEventStore(EventStore):
+    """The event store in a PostgreSQL database (``SPOTSYNC_DATABASE=postgresql://...``)."""
+
+    def __init__(self, pool: Any, listener: Any, channel: str, last: int) -> None:
+        self._pool = pool
+        self._listener = listener
+        self._channel = channel
+        self._last_position = last
+        self._appended = anyio.Event()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, url: str) -> PostgresEventStore:
+        """Connect, migrate the schema, and start listening for appends."""
+        pool = listener = None
+        try:
+            with _translated():
+                pool = await asyncpg.create_pool(
+                    url,
+                    min_size=1,
+                    max_size=10,
+                    timeout=10,
+                    server_settings={"synchronous_commit": "on"},
+                )
+                async with pool.acquire() as conn:
+                    await _migrate(conn)
+                    schema = await conn.fetchval("SELECT current_schema()")
+                    last = int(await conn.fetchval(Q["last_position"]))
+                # One channel per schema, so two stores in one database do not wake each other.
+                channel = f"spotsync_events:{schema}"
+                listener = await asyncpg.connect(url, timeout=10)
+                store = cls(pool, listener, channel, last)
+                await listener.add_listener(channel, store._on_notify)
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
+                if listener is not None:
+                    await listener.close()
+                if pool is not None:
+                    await pool.close()
+            raise
+        return store
+
+    # -- the log -----------------------------------------------------------------------
+
+    async def append(
+        self, stream: str, events: Sequence[NewEvent], *, expected_version: int | None
+    ) -> AppendResult:
+        if not events:
+            raise ValueError("append needs at least one event")
+        self._check_open()
+        now = utcnow()
+        ids = [event.event_id for event in events]
+        data = [orjson.dumps(event.data).decode() for event in events]
+        metadata = [orjson.dumps(event.metadata()).decode() for event in events]
+        try:
+            with _translated():
+                async with self._pool.acquire() as conn, conn.transaction():
+                    last = int(await conn.fetchval(Q["take_positions"], len(events), self._channel))
+                    # From here on, every earlier append has committed and is visible.
+                    stored = await conn.fetch(Q["events_by_ids"], ids)
+                    if len(stored) == len(events):
+                        raise _Rollback(AppendResult(tuple(_decode_rows(stored)), duplicate=True))
+                    if stored:
+                        raise EventIdConflictError("the batch mixes stored and new event ids")
+                    version = int(await conn.fetchval(Q["stream_version"], stream))
+                    if expected_version is not None and expected_version != version:
+                        raise ConcurrencyError(stream, expected_version, version)
+                    first = last - len(events) + 1
+                    positions = list(range(first, last + 1))
+                    versions = list(range(version + 1, version + 1 + len(events)))
+                    await _insert(
+                        conn,
+                        positions,
+                        [stream] * len(events),
+                        versions,
+                        [event.type for event in events],
+                        data,
+                        metadata,
+                        ids,
+                        [now] * len(events),
+                    )
+        except _Rollback as duplicate:
+            return duplicate.result
+        self._advance(last)
+        return AppendResult(
+            tuple(
+                RecordedEvent(p, stream, v, e.type, orjson.loads(d), orjson.loads(m), now)
+                for p, v, e, d, m in zip(positions, versions, events, data, metadata, strict=True)
+            )
+        )
+
+    async def read_stream(self, stream: str, *, from_version: int = 1) -> list[RecordedEvent]:
+        return _decode_rows(await self._fetch(Q["read_stream"], stream, from_version))
+
+    async def read_all(
+        self,
+        *,
+        from_position: int = 1,
+        until_position: int | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[RecordedEvent]:
+        position = max(from_position, 1)
+        until = _NO_LIMIT if until_position is None else until_position
+        while position <= until:
+            page = _decode_rows(await self._fetch(Q["read_all"], position, until, page_size))
+            for event in page:
+                yield event
+            if len(page) < page_size:
+                return
+            position = page[-1].position + 1
+
+    async def last_position(self) -> int:
+        return int((await self._fetch(Q["last_position"]))[0][0])
+
+    async def stream_version(self, stream: str) -> int:
+        return int((await self._fetch(Q["stream_version"], stream))[0][0])
+
+    async def wait_for_append(self, after_position: int) -> None:
+        if self._last_position > after_position:
+            return
+        while True:
+            appended = self._appended  # taken first, so no wake-up can slip between checks
+            if await self.last_position() > after_position:
+                return
+            with anyio.move_on_after(_POLL_INTERVAL):
+                await appended.wait()
+            if self._last_position > after_position:
+                return
+
+    # -- checkpoints and projection documents -------------------------------------------
+
+    async def load_checkpoint(self, name: str) -> int:
+        rows = await self._fetch(Q["load_checkpoint"], name)
+        return int(rows[0][0]) if rows else 0
+
+    async def save_checkpoint(self, name: str, position: int) -> None:
+        self._check_open()
+        with _translated():
+            await self._pool.execute(Q["save_checkpoint"], name, position)
+
+    async def commit_projection(
+        self, name: str, position: int, writes: Sequence[DocumentWrite]
+    ) -> None:
+        self._check_open()
+        with _translated():
+            async with self._pool.acquire() as conn, conn.transaction():
+                # In the caller's order: an upsert then a delete of one key deletes it.
+                for write in writes:
+                    if write.doc is None:
+                        await conn.execute(Q["delete_document"], write.collection, write.key)
+                    else:
+                        doc = orjson.dumps(write.doc).decode()
+                        await conn.execute(Q["upsert_document"], write.collection, write.key, doc)
+                await conn.execute(Q["save_checkpoint"], name, position)
+
+    async def get_document(self, collection: str, key: str) -> Document | None:
+        rows = await self._fetch(Q["get_document"], collection, key)
+        return _as_document(rows[0][0]) if rows else None
+
+    async def query_documents(
+        self,
+        collection: str,
+        *,
+        equals: Mapping[str, str] | None = None,
+        at_least: Mapping[str, str] | None = None,
+        after_key: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, Document]]:
+        equals, at_least = dict(equals or {}), dict(at_least or {})
+        rows = await self._fetch(
+            Q["query_documents"],
+            collection,
+            after_key,
+            list(equals),
+            list(equals.values()),
+            list(at_least),
+            list(at_least.values()),
+            limit,
+        )
+        return [(str(key), _as_document(doc)) for key, doc in rows]
+
+    async def drop_projection(self, name: str, collections: Sequence[str]) -> None:
+        self._check_open()
+        with _translated():
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.executemany(Q["delete_collection"], [(c,) for c in collections])
+                await conn.execute(Q["delete_checkpoint"], name)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True), _translated():
+            with anyio.move_on_after(_CLOSE_TIMEOUT):
+                await self._listener.close()
+                await self._pool.close()
+            if not self._listener.is_closed():
+                self._listener.terminate()
+            self._pool.terminate()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        self._check_open()
+        with _translated():
+            rows: list[Any] = await self._pool.fetch(sql, *args)
+            return rows
+
+    def _on_notify(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        self._advance(int(payload))
+
+    def _advance(self, position: int) -> None:
+        if position > self._last_position:
+            self._last_position = position
+        self._appended.set()
+        self._appended = anyio.Event()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EventStoreError("the store is closed")
+
+
+async def _insert(conn: Any, *columns: list[Any]) -> None:
+    try:
+        await conn.execute(Q["insert_events"], *columns)
+    except asyncpg.UniqueViolationError as exc:
+        # Stored ids were checked under the lock, so only a batch repeating an id gets here.
+        raise EventIdConflictError("the batch repeats an event id") from exc
+
+
+async def _migrate(conn: Any) -> None:
+    """Apply the migrations the database has not recorded, each with its record, atomically."""
+    async with conn.transaction():
+        await conn.execute(Q["lock_migrations"])
+        await conn.execute(Q["create_schema_version"])
+        applied = [int(row[0]) for row in await conn.fetch(Q["applied_versions"])]
+        for migration in pending("postgres", applied):
+            await conn.execute(migration.sql)
+            await conn.execute(Q["record_version"], migration.version, migration.name)
+
+
+def _decode_rows(rows: Sequence[Any]) -> list[RecordedEvent]:
+    loads = orjson.loads
+    return [
+        RecordedEvent(position, stream, version, type_, loads(data), loads(meta), at)
+        for position, stream, version, type_, data, meta, at in rows
+    ]
+
+
+def _as_document(raw: str) -> Document:
+    doc: Document = orjson.loads(raw)
+    return doc
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Driver errors become the store's own, raised from their cause."""
+    try:
+        yield
+    except asyncpg.RestrictViolationError as exc:
+        raise AppendOnlyError(str(exc)) from exc
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise PersistenceError(f"PostgreSQL failed: {exc}") from exc
+    except (OSError, TimeoutError) as exc:
+        raise PersistenceError(f"cannot reach PostgreSQL: {exc}") from exc
+

@@ -1,0 +1,333 @@
+"""The event store contract, written once: each backend's test module subclasses it.
+
+A subclass provides the fixture ``open_store``: an async callable that opens a store on
+the backend's test database (the same database each time it is called within a test).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ClassVar
+
+import anyio
+import pytest
+
+from eventstore import (
+    ConcurrencyError,
+    DocumentWrite,
+    EventIdConflictError,
+    EventStore,
+    EventStoreError,
+    NewEvent,
+    RecordedEvent,
+)
+
+StoreFactory = Callable[[], Awaitable[EventStore]]
+
+
+def event(n: int | str = 0, **extra: Any) -> NewEvent:
+    return NewEvent(type="TestHappened", data={"n": n, **extra}, source="api")
+
+
+class EventStoreContract:
+    """Behaviour every backend shares. ``durable`` is False for the memory fake."""
+
+    durable: ClassVar[bool] = True
+    pytestmark = pytest.mark.anyio
+
+    @pytest.fixture
+    async def store(self, open_store: StoreFactory) -> AsyncIterator[EventStore]:
+        store = await open_store()
+        yield store
+        await store.close()
+
+    # -- append and read ---------------------------------------------------------------
+
+    async def test_appended_events_read_back_in_order(self, store: EventStore) -> None:
+        """A stream reads back exactly what was appended, with versions and positions."""
+        result = await store.append("contract-a", [event(1), event(2)], expected_version=0)
+        assert [e.version for e in result.events] == [1, 2]
+        assert [e.position for e in result.events] == [1, 2]
+        assert not result.duplicate
+        read = await store.read_stream("contract-a")
+        assert [(e.position, e.version, e.type, e.data) for e in read] == [
+            (1, 1, "TestHappened", {"n": 1}),
+            (2, 2, "TestHappened", {"n": 2}),
+        ]
+        assert read[0].event_id == result.events[0].event_id
+        assert read[0].source == "api"
+        assert read[0].recorded_at.tzinfo is not None
+        assert await store.stream_version("contract-a") == 2
+        assert await store.stream_version("contract-none") == 0
+        assert await store.last_position() == 2
+
+    async def test_read_stream_from_a_version(self, store: EventStore) -> None:
+        """read_stream(from_version=N) starts at version N of that stream only."""
+        await store.append("a", [event(1), event(2), event(3)], expected_version=0)
+        await store.append("b", [event(9)], expected_version=0)
+        assert [e.data["n"] for e in await store.read_stream("a", from_version=2)] == [2, 3]
+        assert await store.read_stream("nothing") == []
+
+    async def test_payloads_round_trip_exactly(self, store: EventStore) -> None:
+        """Nested, unicode and numeric payloads come back equal, with causation ids kept."""
+        data = {"text": "Ünïcode ✓", "nested": {"list": [1, 2.5, None, True]}, "big": 2**53}
+        new = NewEvent("X", data, "webhook", causation_id="c-1", correlation_id="r-1")
+        await store.append("s", [new], expected_version=None)
+        (read,) = await store.read_stream("s")
+        assert read.data == data
+        assert (read.causation_id, read.correlation_id, read.event_id) == (
+            "c-1", "r-1", new.event_id,
+        )
+
+    async def test_wrong_expected_version_is_refused(self, store: EventStore) -> None:
+        """An append that expects a stale version raises ConcurrencyError and writes nothing."""
+        await store.append("s", [event(1)], expected_version=0)
+        with pytest.raises(ConcurrencyError) as info:
+            await store.append("s", [event(2)], expected_version=0)
+        assert (info.value.expected, info.value.actual) == (0, 1)
+        with pytest.raises(ConcurrencyError):
+            await store.append("s", [event(2)], expected_version=5)
+        assert [e.data["n"] for e in await store.read_stream("s")] == [1]
+        assert await store.last_position() == 1
+        result = await store.append("s", [event(2)], expected_version=1)
+        assert (result.position, result.version) == (2, 2)
+
+    async def test_racing_appends_for_one_version_let_exactly_one_win(
+        self, store: EventStore
+    ) -> None:
+        """Ten concurrent appends expecting the same version: one succeeds, nine conflict."""
+        outcomes: list[str] = []
+
+        async def attempt(n: int) -> None:
+            try:
+                await store.append("race", [event(n)], expected_version=0)
+                outcomes.append("won")
+            except ConcurrencyError:
+                outcomes.append("conflict")
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for n in range(10):
+                    tg.start_soon(attempt, n)
+        assert sorted(outcomes) == ["conflict"] * 9 + ["won"]
+        assert len(await store.read_stream("race")) == 1
+
+    async def test_stored_event_ids_are_not_recorded_twice(self, store: EventStore) -> None:
+        """Retrying an append with the same event ids returns the original positions."""
+        first, second = event(1), event(2)
+        original = await store.append("s", [first, second], expected_version=0)
+        await store.append("other", [event(3)], expected_version=0)
+        retry = await store.append("s", [first, second], expected_version=0)
+        assert retry.duplicate
+        assert [e.position for e in retry.events] == [e.position for e in original.events]
+        assert [e.data for e in retry.events] == [{"n": 1}, {"n": 2}]
+        # Even to another stream and with any expected version: the id decides.
+        again = await store.append("elsewhere", [first], expected_version=7)
+        assert again.duplicate
+        assert again.position == 1
+        assert await store.last_position() == 3
+
+    async def test_batch_mixing_stored_and_new_ids_is_refused(self, store: EventStore) -> None:
+        """A batch with one stored and one new id raises and stores nothing new."""
+        stored = event(1)
+        await store.append("s", [stored], expected_version=0)
+        with pytest.raises(EventIdConflictError):
+            await store.append("s", [stored, event(2)], expected_version=None)
+        assert await store.last_position() == 1
+
+    async def test_empty_append_is_a_mistake(self, store: EventStore) -> None:
+        """Appending no events raises ValueError instead of silently doing nothing."""
+        with pytest.raises(ValueError, match="at least one"):
+            await store.append("s", [], expected_version=None)
+
+    async def test_read_all_pages_through_bounds(self, store: EventStore) -> None:
+        """read_all honours from/until (inclusive) across page boundaries."""
+        for n in range(1, 26):
+            await store.append(f"s{n % 3}", [event(n)], expected_version=None)
+        everything = [e.position async for e in store.read_all(page_size=4)]
+        assert everything == list(range(1, 26))
+        window = [e.position async for e in store.read_all(
+            from_position=5, until_position=17, page_size=4
+        )]
+        assert window == list(range(5, 18))
+        assert [e.position async for e in store.read_all(from_position=26)] == []
+        assert [e.position async for e in store.read_all(from_position=0, until_position=2)] == [
+            1, 2,
+        ]
+
+    async def test_subscribe_catches_up_then_follows(self, store: EventStore) -> None:
+        """A subscriber sees the history, then an event appended later, without polling delay."""
+        await store.append("s", [event(1), event(2)], expected_version=0)
+        seen: list[RecordedEvent] = []
+        caught_up = anyio.Event()
+        got_third = anyio.Event()
+
+        async def follow() -> None:
+            async for recorded in store.subscribe(from_position=1, idle_timeout=30):
+                seen.append(recorded)
+                if len(seen) == 2:
+                    caught_up.set()
+                if len(seen) == 3:
+                    got_third.set()
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follow)
+                await caught_up.wait()
+                await store.append("s", [event(3)], expected_version=2)
+                # idle_timeout=30 proves the wake-up, not the safety-net timeout, delivered it.
+                with anyio.fail_after(5):
+                    await got_third.wait()
+                tg.cancel_scope.cancel()
+        assert [e.position for e in seen] == [1, 2, 3]
+
+    async def test_wait_for_append_returns_at_once_when_already_past(
+        self, store: EventStore
+    ) -> None:
+        """wait_for_append does not block when the log is already longer."""
+        await store.append("s", [event(1)], expected_version=0)
+        with anyio.fail_after(5):
+            await store.wait_for_append(0)
+
+    async def test_concurrent_writers_never_let_a_follower_skip(self, store: EventStore) -> None:
+        """20 writers x 50 appends while a follower reads: it sees 1..1000 once, in order."""
+        writers, appends = 20, 50
+        total = writers * appends
+        seen: list[int] = []
+        done = anyio.Event()
+
+        async def write(w: int) -> None:
+            for n in range(appends):
+                await store.append(f"writer-{w}", [event(n)], expected_version=n)
+
+        async def follow() -> None:
+            async for recorded in store.subscribe(page_size=7, idle_timeout=0.5):
+                seen.append(recorded.position)
+                if len(seen) == total:
+                    done.set()
+
+        with anyio.fail_after(90):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follow)
+                async with anyio.create_task_group() as writing:
+                    for w in range(writers):
+                        writing.start_soon(write, w)
+                await done.wait()
+                tg.cancel_scope.cancel()
+        assert seen == list(range(1, total + 1))
+        assert await store.last_position() == total
+
+    # -- checkpoints and documents -----------------------------------------------------
+
+    async def test_checkpoints_start_at_zero_and_remember(self, store: EventStore) -> None:
+        """A new subscriber's checkpoint is 0; a saved one reads back."""
+        assert await store.load_checkpoint("handlers") == 0
+        await store.save_checkpoint("handlers", 42)
+        await store.save_checkpoint("handlers", 43)
+        assert await store.load_checkpoint("handlers") == 43
+
+    async def test_commit_projection_writes_documents_and_checkpoint(
+        self, store: EventStore
+    ) -> None:
+        """Documents and the checkpoint land together; a None doc deletes."""
+        await store.commit_projection("contracts", 3, [
+            DocumentWrite("contracts", "b", {"status": "DRAFT"}),
+            DocumentWrite("contracts", "a", {"status": "SIGN"}),
+            DocumentWrite("contracts", "gone", {"status": "x"}),
+        ])
+        await store.commit_projection("contracts", 5, [
+            DocumentWrite("contracts", "b", {"status": "EXECUTED"}),
+            DocumentWrite("contracts", "gone", None),
+            DocumentWrite("contracts", "never", None),
+        ])
+        assert await store.load_checkpoint("contracts") == 5
+        assert await store.get_document("contracts", "b") == {"status": "EXECUTED"}
+        assert await store.get_document("contracts", "gone") is None
+        assert await store.get_document("elsewhere", "a") is None
+
+    async def test_failed_commit_projection_changes_nothing(self, store: EventStore) -> None:
+        """When one write of a projection commit fails, no write and no checkpoint persist."""
+        await store.commit_projection("p", 1, [DocumentWrite("c", "k", {"v": "old"})])
+        bad = {"v": threading.Lock()}  # neither JSON nor copyable
+        with pytest.raises((TypeError, EventStoreError)):
+            await store.commit_projection("p", 2, [
+                DocumentWrite("c", "k", {"v": "new"}),
+                DocumentWrite("c", "k2", bad),
+            ])
+        assert await store.get_document("c", "k") == {"v": "old"}
+        assert await store.get_document("c", "k2") is None
+        assert await store.load_checkpoint("p") == 1
+
+    async def test_query_documents_filters_and_pages(self, store: EventStore) -> None:
+        """equals, at_least and after_key/limit select and page documents by key order."""
+        docs = {
+            f"k{i:02d}": {"status": "SIGN" if i % 2 else "DRAFT", "updated_at": f"2026-01-{i:02d}"}
+            for i in range(1, 11)
+        }
+        await store.commit_projection(
+            "p", 1, [DocumentWrite("c", k, d) for k, d in docs.items()]
+        )
+        await store.commit_projection("q", 1, [DocumentWrite("other", "k01", {"status": "SIGN"})])
+        signed = await store.query_documents("c", equals={"status": "SIGN"})
+        assert [k for k, _ in signed] == ["k01", "k03", "k05", "k07", "k09"]
+        recent = await store.query_documents(
+            "c", equals={"status": "SIGN"}, at_least={"updated_at": "2026-01-05"}
+        )
+        assert [k for k, _ in recent] == ["k05", "k07", "k09"]
+        page1 = await store.query_documents("c", limit=4)
+        page2 = await store.query_documents("c", after_key=page1[-1][0], limit=4)
+        page3 = await store.query_documents("c", after_key=page2[-1][0], limit=4)
+        keys = [k for page in (page1, page2, page3) for k, _ in page]
+        assert keys == sorted(docs)
+        assert page1[0][1] == docs["k01"]
+        assert await store.query_documents("c", equals={"missing": "x"}) == []
+        assert await store.query_documents("c", at_least={"missing": ""}) == []
+
+    async def test_drop_projection_forgets_documents_and_checkpoint(
+        self, store: EventStore
+    ) -> None:
+        """Dropping a projection deletes its collections and checkpoint, nothing else."""
+        await store.commit_projection("p", 7, [
+            DocumentWrite("c1", "a", {"x": "1"}), DocumentWrite("c2", "a", {"x": "2"}),
+        ])
+        await store.commit_projection("keep", 3, [DocumentWrite("c3", "a", {"x": "3"})])
+        await store.append("s", [event(1)], expected_version=0)
+        await store.drop_projection("p", ["c1", "c2"])
+        assert await store.query_documents("c1") == []
+        assert await store.query_documents("c2") == []
+        assert await store.load_checkpoint("p") == 0
+        assert await store.get_document("c3", "a") == {"x": "3"}
+        assert await store.load_checkpoint("keep") == 3
+        assert await store.last_position() == 1
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def test_closed_store_refuses_work(self, open_store: StoreFactory) -> None:
+        """After close, calls fail with the store's own error instead of hanging."""
+        store = await open_store()
+        await store.close()
+        with pytest.raises(EventStoreError):
+            await store.append("s", [event(1)], expected_version=None)
+        await store.close()  # closing twice is harmless
+
+    async def test_everything_survives_close_and_reopen(self, open_store: StoreFactory) -> None:
+        """Events, checkpoints and documents are still there after closing and reopening."""
+        if not self.durable:
+            pytest.skip("the memory store keeps nothing after close, by design")
+        store = await open_store()
+        original = await store.append("s", [event(1), event(2)], expected_version=0)
+        await store.commit_projection("p", 2, [DocumentWrite("c", "k", {"v": "1"})])
+        await store.close()
+        async with await open_store() as reopened:
+            assert [e.data for e in await reopened.read_stream("s")] == [{"n": 1}, {"n": 2}]
+            assert await reopened.load_checkpoint("p") == 2
+            assert await reopened.get_document("c", "k") == {"v": "1"}
+            retry = await reopened.append("s", list(_as_new(original.events)), expected_version=0)
+            assert retry.duplicate
+            nxt = await reopened.append("s", [event(3)], expected_version=2)
+            assert nxt.position == 3
+
+
+def _as_new(events: tuple[RecordedEvent, ...]) -> list[NewEvent]:
+    return [e.as_new_event() for e in events]

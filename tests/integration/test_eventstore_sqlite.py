@@ -1,0 +1,110 @@
+"""The SQLite backend on real files: the contract, plus what only a file can show."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from functools import partial
+from pathlib import Path
+
+import anyio
+import pytest
+
+from eventstore import ConcurrencyError, EventStore, NewEvent, PersistenceError, open_store
+from eventstore.sqlite import SQLiteEventStore
+from tests.eventstore_contract import EventStoreContract, StoreFactory, event
+
+pytestmark = pytest.mark.anyio
+
+
+class TestSQLiteEventStore(EventStoreContract):
+    @pytest.fixture
+    def open_store(self, tmp_path: Path) -> StoreFactory:
+        async def open_() -> EventStore:
+            return await open_store(str(tmp_path / "events.db"))
+
+        return open_
+
+
+async def test_database_refuses_update_and_delete_of_events(tmp_path: Path) -> None:
+    """UPDATE and DELETE on events fail even through the plain sqlite3 client."""
+    path = tmp_path / "events.db"
+    async with await open_store(str(path)) as store:
+        await store.append("s", [event(1)], expected_version=0)
+    db = sqlite3.connect(path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute("UPDATE events SET data = '{}' WHERE position = 1")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute("DELETE FROM events")
+        assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    finally:
+        db.close()
+
+
+async def test_database_file_is_owner_only(tmp_path: Path) -> None:
+    """The database file is created readable and writable by its owner only."""
+    path = tmp_path / "events.db"
+    async with await open_store(str(path)) as store:
+        await store.append("s", [event(1)], expected_version=0)
+        for file in tmp_path.iterdir():
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name
+
+
+async def test_unopenable_path_is_a_persistence_error(tmp_path: Path) -> None:
+    """A path in a missing directory fails with PersistenceError naming the problem."""
+    with pytest.raises(PersistenceError, match="cannot open"):
+        await open_store(str(tmp_path / "missing" / "events.db"))
+
+
+async def test_append_by_another_process_wakes_a_follower(tmp_path: Path) -> None:
+    """A follower notices an append made through another connection to the same file."""
+    path = str(tmp_path / "events.db")
+    async with await SQLiteEventStore.open(path) as follower, await SQLiteEventStore.open(
+        path
+    ) as writer:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follower.wait_for_append, 0)
+                await writer.append("s", [event(1)], expected_version=0)
+        assert await follower.last_position() == 1
+
+
+async def test_one_conflict_in_a_group_commit_spares_the_others(tmp_path: Path) -> None:
+    """Concurrent appends committed together: the stale one fails, the rest are stored."""
+    outcomes: dict[int, str] = {}
+    async with await open_store(str(tmp_path / "events.db")) as store:
+        await store.append("shared", [event(0)], expected_version=0)
+
+        async def append(n: int) -> None:
+            # Even n: its own new stream (succeeds); odd n: a stale version (conflicts).
+            stream, expected = (f"own-{n}", 0) if n % 2 == 0 else ("shared", 0)
+            try:
+                await store.append(stream, [NewEvent("T", {"n": n}, "api")],
+                                   expected_version=expected)
+                outcomes[n] = "stored"
+            except ConcurrencyError:
+                outcomes[n] = "conflict"
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for n in range(40):
+                    tg.start_soon(append, n)
+        assert all(outcomes[n] == ("stored" if n % 2 == 0 else "conflict") for n in range(40))
+        positions = [e.position async for e in store.read_all()]
+        assert positions == list(range(1, 22))
+
+
+async def test_cancelled_appender_does_not_stall_the_writer(tmp_path: Path) -> None:
+    """Appends cancelled while queued do not block the appends that follow them."""
+    async with await open_store(str(tmp_path / "events.db")) as store:
+        with anyio.fail_after(30):
+            for _ in range(20):
+                async with anyio.create_task_group() as tg:
+                    for n in range(10):
+                        tg.start_soon(partial(store.append, expected_version=None), f"s{n}", [event(n)])
+                    await anyio.lowlevel.checkpoint()
+                    tg.cancel_scope.cancel()
+            result = await store.append("after", [event(1)], expected_version=0)
+        assert result.position == await store.last_position()
+        assert [e.position async for e in store.read_all()] == list(range(1, result.position + 1))
