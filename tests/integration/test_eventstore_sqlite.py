@@ -47,8 +47,13 @@ async def test_database_file_is_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     async with await open_store(str(path)) as store:
         await store.append("s", [event(1)], expected_version=0)
-        for file in tmp_path.iterdir():
-            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name
+        modes = await anyio.to_thread.run_sync(_modes, tmp_path)
+    assert set(modes) >= {"events.db", "events.db-wal"}
+    assert set(modes.values()) == {0o600}, modes
+
+
+def _modes(folder: Path) -> dict[str, int]:
+    return {file.name: stat.S_IMODE(file.stat().st_mode) for file in folder.iterdir()}
 
 
 async def test_unopenable_path_is_a_persistence_error(tmp_path: Path) -> None:
@@ -101,8 +106,9 @@ async def test_cancelled_appender_does_not_stall_the_writer(tmp_path: Path) -> N
         with anyio.fail_after(30):
             for _ in range(20):
                 async with anyio.create_task_group() as tg:
+                    append = partial(store.append, expected_version=None)
                     for n in range(10):
-                        tg.start_soon(partial(store.append, expected_version=None), f"s{n}", [event(n)])
+                        tg.start_soon(append, f"s{n}", [event(n)])
                     await anyio.lowlevel.checkpoint()
                     tg.cancel_scope.cancel()
             result = await store.append("after", [event(1)], expected_version=0)
