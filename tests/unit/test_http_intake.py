@@ -1,0 +1,235 @@
+"""POST /v1/contracts and POST /v1/contracts/{id}/send: validation, idempotency, conflicts."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from daemon.http import create_app
+from eventstore import DocumentWrite, MemoryEventStore
+
+TOKEN = "intake-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ACME: dict[str, Any] = json.loads(
+    (Path(__file__).parents[1] / "data" / "acme_contract.json").read_text()
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    api_token: str | None = TOKEN
+    hmac_key: str | None = None
+
+
+def acme(external_id: str = "hubspot-deal-10024", **extra: Any) -> dict[str, Any]:
+    payload = copy.deepcopy(ACME)
+    payload["external_metadata"]["id"] = external_id
+    payload.update(extra)
+    return payload
+
+
+@pytest.fixture
+def store() -> MemoryEventStore:
+    return MemoryEventStore()
+
+
+@pytest.fixture
+async def client(store: MemoryEventStore) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(store, Config()))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://daemon", headers=AUTH
+    ) as client:
+        yield client
+
+
+def fields_of(response: httpx.Response) -> set[str]:
+    return {f["field"] for f in response.json()["error"]["fields"]}
+
+
+@pytest.mark.anyio
+async def test_new_request_is_stored_and_accepted(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    """A valid request answers 202 with the contract's url, after ContractRequested is stored."""
+    response = await client.post("/v1/contracts", json=acme())
+    assert response.status_code == 202
+    assert response.json() == {
+        "external_id": "hubspot-deal-10024",
+        "url": "/v1/contracts/hubspot-deal-10024",
+    }
+    [event] = await store.read_stream("contract-hubspot-deal-10024")
+    assert event.type == "ContractRequested"
+    assert event.source == "intake"
+    assert event.data["request"] == ACME
+    assert event.data["send"] is None
+    assert len(event.data["fingerprint"]) == 64
+
+
+@pytest.mark.anyio
+async def test_send_instructions_are_stored_apart_from_the_request(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    """send_to_counterparties is kept as "send", not inside the SpotDraft payload."""
+    send = {"attachment_formats": ["PDF"], "to_emails": ["a@example.com"]}
+    response = await client.post("/v1/contracts", json=acme(send_to_counterparties=send))
+    assert response.status_code == 202
+    [event] = await store.read_stream("contract-hubspot-deal-10024")
+    assert event.data["send"] == send
+    assert "send_to_counterparties" not in event.data["request"]
+
+
+@pytest.mark.anyio
+async def test_same_request_again_is_200_with_the_same_answer(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    """Repeating a request (even with its keys reordered) answers 200 and stores nothing new."""
+    first = await client.post("/v1/contracts", json=acme())
+    reordered = dict(reversed(list(acme().items())))
+    again = await client.post("/v1/contracts", json=reordered)
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    assert await store.last_position() == 1
+
+
+@pytest.mark.anyio
+async def test_different_request_for_the_same_id_is_409(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    """Another payload under a stored external id is a conflict, and nothing changes."""
+    await client.post("/v1/contracts", json=acme())
+    response = await client.post("/v1/contracts", json=acme(contract_name="Other"))
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "conflict"
+    assert await store.last_position() == 1
+
+
+@pytest.mark.anyio
+async def test_invalid_request_names_every_bad_field(client: httpx.AsyncClient) -> None:
+    """422 lists each problem by its path in the payload."""
+    payload = acme()
+    del payload["contract_template_id"]
+    payload["contract_data"] = []
+    party = payload["counter_party_details"][0]
+    del party["organization_name"]
+    party["poc_details"]["email"] = 42
+    payload["signatories"] = [{"name": "A"}]
+    payload["send_to_counterparties"] = {"attachment_formats": ["PNG"], "cc_emails": "x"}
+    response = await client.post("/v1/contracts", json=payload)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert fields_of(response) == {
+        "contract_template_id",
+        "contract_data",
+        "counter_party_details[0].organization_name",
+        "counter_party_details[0].poc_details.email",
+        "signatories[0].email",
+        "signatories[0].is_counterparty_signatory",
+        "send_to_counterparties.attachment_formats[0]",
+        "send_to_counterparties.cc_emails",
+    }
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "external_id",
+    ["", " padded ", "a/b", "..", "nul\x00", "line\nbreak", "x" * 256, 17, None],
+)
+async def test_unusable_external_ids_are_422(
+    client: httpx.AsyncClient, store: MemoryEventStore, external_id: Any
+) -> None:
+    """Empty, slashed, control-character, too long or non-text ids are refused by name."""
+    response = await client.post("/v1/contracts", json=acme(external_id))
+    assert response.status_code == 422
+    assert fields_of(response) == {"external_metadata.id"}
+    assert await store.last_position() == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("external_id", ["ünïcode-契約", "x" * 255, "a b", "%2F", "...", "?#&"])
+async def test_odd_but_valid_ids_round_trip(client: httpx.AsyncClient, external_id: str) -> None:
+    """Unicode, spaces and URL metacharacters are accepted, and their url finds them."""
+    response = await client.post("/v1/contracts", json=acme(external_id))
+    assert response.status_code == 202
+    found = await client.get(response.json()["url"])
+    assert found.status_code == 200
+    assert found.json()["external_id"] == external_id
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("body", [b"{", b"\xff", b"[]", b"null", b"7"])
+async def test_non_object_bodies_are_refused(client: httpx.AsyncClient, body: bytes) -> None:
+    """A body that is not JSON is 400; JSON that is not an object is 422."""
+    response = await client.post("/v1/contracts", content=body)
+    assert response.status_code in (400, 422)
+    assert "error" in response.json()
+
+
+@pytest.mark.anyio
+async def test_send_is_accepted_once(client: httpx.AsyncClient, store: MemoryEventStore) -> None:
+    """The first send answers 202 and stores SendRequested; a second one is 409."""
+    await client.post("/v1/contracts", json=acme("deal-5"))
+    response = await client.post("/v1/contracts/deal-5/send", json={"subject": "Please sign"})
+    assert response.status_code == 202
+    events = await store.read_stream("contract-deal-5")
+    assert events[-1].type == "SendRequested"
+    assert events[-1].data == {"body": {"subject": "Please sign"}}
+    again = await client.post("/v1/contracts/deal-5/send")
+    assert again.status_code == 409
+
+
+@pytest.mark.anyio
+async def test_send_without_a_body_sends_defaults(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    """An empty body is an empty send_to_counterparties body."""
+    await client.post("/v1/contracts", json=acme("deal-6"))
+    assert (await client.post("/v1/contracts/deal-6/send")).status_code == 202
+    assert (await store.read_stream("contract-deal-6"))[-1].data == {"body": {}}
+
+
+@pytest.mark.anyio
+async def test_send_of_an_unknown_contract_is_404(client: httpx.AsyncClient) -> None:
+    """Sending something never submitted is 404."""
+    response = await client.post("/v1/contracts/nobody/send")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.anyio
+async def test_send_when_already_requested_at_intake_is_409(client: httpx.AsyncClient) -> None:
+    """A request that asked to send on creation cannot be sent again."""
+    await client.post("/v1/contracts", json=acme("deal-7", send_to_counterparties={}))
+    assert (await client.post("/v1/contracts/deal-7/send")).status_code == 409
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("status", "sync"),
+    [("EXECUTED", "synced"), ("VOIDED", "voided"), ("DRAFT", "failed"), ("REDLINING", "sent")],
+)
+async def test_send_in_a_later_state_is_409(
+    client: httpx.AsyncClient, store: MemoryEventStore, status: str, sync: str
+) -> None:
+    """Per the projection, a sent, executed, voided or failed contract cannot be sent."""
+    await client.post("/v1/contracts", json=acme("deal-8"))
+    doc = {"external_id": "deal-8", "status": status, "sync": sync}
+    await store.commit_projection("test", 1, [DocumentWrite("contracts", "deal-8", doc)])
+    response = await client.post("/v1/contracts/deal-8/send")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "not_sendable"
+
+
+@pytest.mark.anyio
+async def test_invalid_send_body_is_422(client: httpx.AsyncClient) -> None:
+    """Send fields of the wrong type are named."""
+    await client.post("/v1/contracts", json=acme("deal-9"))
+    response = await client.post("/v1/contracts/deal-9/send", json={"to_emails": [1]})
+    assert response.status_code == 422
+    assert fields_of(response) == {"to_emails[0]"}
