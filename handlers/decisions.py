@@ -117,7 +117,7 @@ def decide(state: ContractState | None, event: RecordedEvent) -> list[Command]:
         commands.append(NotifySink("created", webhook_id))
     if _send_due(new) and (not before.created or event.type == EventType.SEND_REQUESTED):
         commands.append(SendContract(dict(new.send_body or {})))
-    if new.sent and not before.sent:
+    if new.sent and not before.sent and not new.executed_seen:
         commands.append(NotifySink("sent", webhook_id))
     if new.executed_seen and not before.executed_seen:
         commands.extend(_pulls(new))

@@ -95,19 +95,22 @@ class ContractState:
             "external_id": self.external_id,
             "integration_name": self.integration_name,
             "record_type": self.record_type,
-            "spotdraft": {
+            "spotdraft": None
+            if not self.created
+            else {
                 "id": self.spotdraft_id,
                 "contract_id": self.contract_id,
                 "contract_link": self.contract_link,
             },
             "status": self.status,
             "sync": self.sync,
-            "key_pointers": None if self.key_pointers is None else dict(self.key_pointers),
+            "key_pointers": dict(self.key_pointers or {}),
             "document": None if self.document is None else dict(self.document),
             "error": None if self.error is None else dict(self.error),
             "last_position": self.last_position,
             "updated_at": self.updated_at,
             "_last_heard_at": self.last_heard_at,
+            "_key_pointers_stored": self.key_pointers is not None,
             "_version": self.version,
             "_correlation_id": self.correlation_id,
             "_send_requested": self.send_requested,
@@ -145,7 +148,7 @@ class ContractState:
             sent=bool(doc.get("_sent")),
             executed_seen=bool(doc.get("_executed_seen")),
             voided=bool(doc.get("_voided")),
-            key_pointers=doc.get("key_pointers"),
+            key_pointers=doc.get("key_pointers") if doc.get("_key_pointers_stored") else None,
             document=doc.get("document"),
             error=doc.get("error"),
             deferred=doc.get("_deferred"),

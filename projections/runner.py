@@ -1,0 +1,211 @@
+"""The contract read models and the runner that keeps them up to date.
+
+Three collections, written with the projection's checkpoint in one ``commit_projection``:
+
+- ``contracts``: key external_id → the contract's document (SPEC section 5, plus ``_`` keys);
+- ``contract_ids``: key ``str(contract_id)`` → ``{"external_id": ...}``, for webhooks that
+  name only SpotDraft's id;
+- ``reconcile_due``: key ``"{_last_heard_at} {external_id}"`` → ``{"external_id", ...}`` for
+  every contract that is neither final nor failed. Keys sort by time, so the reconciler
+  reads the most overdue first and stops at the first one heard from recently.
+
+The runner reads the log a page at a time and commits one batch per page, so catching
+up a long log costs one transaction per few hundred events. States are cached in a
+bounded LRU (the runner is the only writer, so the cache cannot go stale); a miss reads
+the stored document back, so memory stays flat however many contracts there are.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import TaskStatus
+
+from eventstore import DocumentWrite, EventStore, RecordedEvent
+from projections.contract import ContractState, apply
+from projections.events import external_id_of
+
+PROJECTION = "contracts"
+CONTRACTS = "contracts"
+CONTRACT_IDS = "contract_ids"
+RECONCILE_DUE = "reconcile_due"
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """Where one copy of the read models lives: its checkpoint name and its collections."""
+
+    name: str
+    contracts: str
+    contract_ids: str
+    reconcile_due: str
+
+    @property
+    def collections(self) -> tuple[str, str, str]:
+        return (self.contracts, self.contract_ids, self.reconcile_due)
+
+
+LIVE = Tables(PROJECTION, CONTRACTS, CONTRACT_IDS, RECONCILE_DUE)
+# A rebuild with --verify builds here first, to compare with the live copy.
+SHADOW = Tables(
+    "contracts-rebuild", "contracts-rebuild", "contract_ids-rebuild", "reconcile_due-rebuild"
+)
+
+
+def due_key(state: ContractState | None) -> str | None:
+    """The contract's key in ``reconcile_due``, or None when it needs no reconciling."""
+    if state is None or state.last_heard_at is None or state.final or state.error is not None:
+        return None
+    return f"{state.last_heard_at} {state.external_id}"
+
+
+class ContractProjection:
+    """Folds batches of events into the read models and commits them with the checkpoint."""
+
+    def __init__(
+        self, store: EventStore, tables: Tables = LIVE, *, cache_size: int = 10_000
+    ) -> None:
+        self.store = store
+        self.tables = tables
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, ContractState] = OrderedDict()
+
+    async def state(self, external_id: str) -> ContractState | None:
+        cached = self._cache.get(external_id)
+        if cached is not None:
+            self._cache.move_to_end(external_id)
+            return cached
+        doc = await self.store.get_document(self.tables.contracts, external_id)
+        return None if doc is None else ContractState.from_document(doc)
+
+    async def commit(self, events: Sequence[RecordedEvent]) -> None:
+        """Fold ``events`` and commit the rows they change with the checkpoint at the last."""
+        if not events:
+            return
+        touched: dict[str, tuple[ContractState | None, ContractState]] = {}
+        before: ContractState | None
+        current: ContractState | None
+        for event in events:
+            external_id = external_id_of(event.stream)
+            if external_id is None:
+                continue  # unmatched webhooks: stored for support, not part of a contract
+            if external_id in touched:
+                before, current = touched[external_id]
+            else:
+                before = current = await self.state(external_id)
+            touched[external_id] = (before, apply(current, event))
+        writes = [write for key, pair in touched.items() for write in self._writes(key, *pair)]
+        try:
+            await self.store.commit_projection(self.tables.name, events[-1].position, writes)
+        except BaseException:
+            self._cache.clear()
+            raise
+        for key, (_, after) in touched.items():
+            self._cache[key] = after
+            self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        _progress(self.store, self.tables.name).advance(events[-1].position)
+
+    def _writes(
+        self, external_id: str, before: ContractState | None, after: ContractState
+    ) -> list[DocumentWrite]:
+        t = self.tables
+        writes = [DocumentWrite(t.contracts, external_id, after.to_document())]
+        if after.contract_id is not None and (before is None or before.contract_id is None):
+            writes.append(
+                DocumentWrite(t.contract_ids, str(after.contract_id), {"external_id": external_id})
+            )
+        old, new = due_key(before), due_key(after)
+        if old != new:
+            if old is not None:
+                writes.append(DocumentWrite(t.reconcile_due, old, None))
+            if new is not None:
+                doc = {"external_id": external_id, "last_heard_at": after.last_heard_at}
+                writes.append(DocumentWrite(t.reconcile_due, new, doc))
+        return writes
+
+
+async def catch_up(
+    store: EventStore,
+    projection: ContractProjection,
+    *,
+    until_position: int | None = None,
+    batch_size: int = 500,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Fold everything after the checkpoint (up to ``until_position``); returns the position."""
+    position = await store.load_checkpoint(projection.tables.name)
+    batch: list[RecordedEvent] = []
+    async for event in store.read_all(
+        from_position=position + 1, until_position=until_position, page_size=batch_size
+    ):
+        batch.append(event)
+        if len(batch) >= batch_size:
+            await projection.commit(batch)
+            position = batch[-1].position
+            batch = []
+            if on_batch is not None:
+                on_batch(position)
+    if batch:
+        await projection.commit(batch)
+        position = batch[-1].position
+        if on_batch is not None:
+            on_batch(position)
+    return position
+
+
+async def run_projections(
+    store: EventStore,
+    *,
+    batch_size: int = 500,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Keep the live read models up to date; ``started()`` once caught up. Runs until cancelled."""
+    projection = ContractProjection(store)
+    started = False
+    while True:
+        position = await catch_up(store, projection, batch_size=batch_size)
+        if not started:
+            task_status.started()
+            started = True
+        # The bound is a safety net for a missed wake-up (another process appending).
+        with anyio.move_on_after(1.0):
+            await store.wait_for_append(position)
+
+
+async def wait_for_projection(
+    store: EventStore, position: int, *, name: str = PROJECTION, poll: float = 0.05
+) -> None:
+    """Return once projection ``name`` has folded the log up to ``position``.
+
+    Callers bound it with ``anyio.fail_after``. In-process commits wake it at once; a
+    projection run by another process is noticed by polling its checkpoint.
+    """
+    progress = _progress(store, name)
+    while True:
+        changed = progress.changed
+        if await store.load_checkpoint(name) >= position:
+            return
+        with anyio.move_on_after(poll):
+            await changed.wait()
+
+
+class _Progress:
+    def __init__(self) -> None:
+        self.changed = anyio.Event()
+
+    def advance(self, position: int) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
+
+
+_PROGRESS: weakref.WeakKeyDictionary[EventStore, dict[str, _Progress]] = weakref.WeakKeyDictionary()
+
+
+def _progress(store: EventStore, name: str) -> _Progress:
+    return _PROGRESS.setdefault(store, {}).setdefault(name, _Progress())

@@ -1,0 +1,111 @@
+"""The read models on the memory store: live runner, id map, reconcile queue and rebuild."""
+
+from __future__ import annotations
+
+import functools
+
+import anyio
+import pytest
+
+from eventstore import DocumentWrite, MemoryEventStore, NewEvent
+from projections.events import EventType, contract_stream
+from projections.rebuild import rebuild
+from projections.runner import (
+    CONTRACT_IDS,
+    CONTRACTS,
+    PROJECTION,
+    RECONCILE_DUE,
+    run_projections,
+    wait_for_projection,
+)
+from tests.unit.test_projections_support import REQUEST
+
+pytestmark = pytest.mark.anyio
+
+
+async def _contract(store: MemoryEventStore, external_id: str, contract_id: int) -> int:
+    stream = contract_stream(external_id)
+    await store.append(
+        stream,
+        [
+            NewEvent(
+                EventType.CONTRACT_REQUESTED,
+                {"external_id": external_id, "request": REQUEST, "send": None},
+                "intake",
+            )
+        ],
+        expected_version=0,
+    )
+    created = {
+        "id": f"T-{contract_id}",
+        "contract_id": contract_id,
+        "contract_link": None,
+        "contract_status": "DRAFT",
+        "found_by_lookup": False,
+    }
+    result = await store.append(
+        stream, [NewEvent(EventType.CONTRACT_CREATED, created, "api")], expected_version=None
+    )
+    return result.position
+
+
+async def test_live_runner_serves_contracts_and_the_id_map() -> None:
+    """Appended events show up in contracts and contract_ids once the projection catches up."""
+    store = MemoryEventStore()
+    await _contract(store, "deal-1", 11)
+    async with anyio.create_task_group() as tg:
+        await tg.start(run_projections, store)
+        position = await _contract(store, "deal-2", 12)
+        with anyio.fail_after(5):
+            await wait_for_projection(store, position)
+        tg.cancel_scope.cancel()
+    doc = await store.get_document(CONTRACTS, "deal-2")
+    assert doc is not None
+    assert (doc["sync"], doc["status"], doc["last_position"]) == ("created", "DRAFT", position)
+    assert await store.get_document(CONTRACT_IDS, "11") == {"external_id": "deal-1"}
+    due = await store.query_documents(RECONCILE_DUE)
+    assert [row["external_id"] for _, row in due] == ["deal-1", "deal-2"]
+
+
+async def test_final_contracts_leave_the_reconcile_queue() -> None:
+    """A voided contract is no longer a reconciliation candidate."""
+    store = MemoryEventStore()
+    await _contract(store, "deal-1", 11)
+    webhook = {"activity": "CONTRACT_VOIDED", "contract_id": 11, "external_id": "deal-1"}
+    position = (
+        await store.append(
+            contract_stream("deal-1"),
+            [NewEvent(EventType.WEBHOOK_RECEIVED, webhook, "webhook")],
+            expected_version=None,
+        )
+    ).position
+    async with anyio.create_task_group() as tg:
+        await tg.start(run_projections, store)
+        with anyio.fail_after(5):
+            await wait_for_projection(store, position)
+        tg.cancel_scope.cancel()
+    assert await store.query_documents(RECONCILE_DUE) == []
+
+
+async def test_rebuild_equals_live_and_verify_reports_a_corrupted_row() -> None:
+    """A rebuilt projection equals the live one; a tampered row is reported and repaired."""
+    store = MemoryEventStore()
+    for n in range(30):
+        await _contract(store, f"deal-{n:02d}", 100 + n)
+    async with anyio.create_task_group() as tg:
+        await tg.start(functools.partial(run_projections, store, batch_size=7))
+        tg.cancel_scope.cancel()
+    live = await store.query_documents(CONTRACTS)
+
+    clean = await rebuild(store, verify=True, batch_size=4)
+    assert clean.difference_count == 0
+    assert await store.query_documents(CONTRACTS) == live
+
+    bad = dict(live[3][1], status="EXECUTED")
+    await store.commit_projection(
+        PROJECTION, clean.position, [DocumentWrite(CONTRACTS, "deal-03", bad)]
+    )
+    report = await rebuild(store, verify=True)
+    assert [d.describe() for d in report.differences] == ["contracts/deal-03: differs (status)"]
+    assert await store.query_documents(CONTRACTS) == live
+    assert await store.load_checkpoint(PROJECTION) == await store.last_position()
