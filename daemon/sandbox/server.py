@@ -147,7 +147,7 @@ class Sandbox:
     def redeem_download(self, token: str) -> tuple[bytes, str] | None:
         contract_id, expires = self._downloads.get(token, (0, 0.0))
         contract = self.book.by_contract_id(contract_id)
-        if contract is None or contract.document is None or time.monotonic() > expires:
+        if contract is None or contract.document is None or time.monotonic() >= expires:
             return None
         return contract.document, contract.file_name
 
