@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
@@ -40,10 +40,11 @@ class Sandbox:
         self.stats = Stats()
         self.book = ContractBook()
         self.gate = Gate(self.options, self.rng, self.stats)
-        self.sender = WebhookSender(self.options, self.rng, self.stats)
+        self.sender = WebhookSender(self.options, self.rng, self.stats, self._notify)
         self.url: str | None = None
         self._downloads: dict[str, tuple[int, float]] = {}
         self._tg: TaskGroup | None = None
+        self._changed = anyio.Event()
         api_routes = api.routes(self)
         self.app = Router(
             routes=[*api_routes, *control.routes(self)],
@@ -104,6 +105,16 @@ class Sandbox:
     def document(self, composite_id: str) -> bytes | None:
         contract = self.book.get(composite_id)
         return contract.document if contract else None
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Return once ``condition()`` holds; it is checked after every change of state
+        (contract transitions, webhook attempts). Bound it with ``anyio.fail_after``."""
+        while not condition():
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
 
     async def advance(self, composite_id: str) -> str:
         """Move a contract to its next stage; raises KeyError or LifecycleError."""
@@ -166,6 +177,7 @@ class Sandbox:
         if record:
             contract.activities.extend(a for a, _, _ in activities)
         self.sender.enqueue(payloads, self.gate.faults)
+        self._notify()
 
     async def _auto_sign(self, contract: Contract) -> None:
         assert self.options.auto_sign is not None

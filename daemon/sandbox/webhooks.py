@@ -18,6 +18,7 @@ import hmac
 import json
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,8 +116,12 @@ class Delivery:
 class WebhookSender:
     """Queues signed deliveries and sends them from the sandbox's task group."""
 
-    def __init__(self, options: SandboxOptions, rng: random.Random, stats: Stats) -> None:
+    def __init__(
+        self, options: SandboxOptions, rng: random.Random, stats: Stats,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self._options = options
+        self._on_change = on_change
         self._rng = rng
         self._stats = stats
         self.deliveries: list[Delivery] = []
@@ -179,8 +184,15 @@ class WebhookSender:
             if await self._attempt(client, delivery):
                 return
         self._stats.webhooks["gave_up"] += 1
+        self._on_change()
 
     async def _attempt(self, client: httpx.AsyncClient, delivery: Delivery) -> bool:
+        try:
+            return await self._post(client, delivery)
+        finally:
+            self._on_change()
+
+    async def _post(self, client: httpx.AsyncClient, delivery: Delivery) -> bool:
         delivery.attempts += 1
         self._stats.webhooks["sent"] += 1
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: delivery.signature,

@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 import httpx
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 
 from daemon.sandbox import Sandbox, SandboxOptions
 
@@ -75,11 +75,10 @@ async def sandbox_client(
             yield sandbox, client
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for ``condition`` to hold, failing after ``timeout`` seconds."""
-    with anyio.fail_after(timeout):
-        while not condition():
-            await anyio.sleep(0.01)
+async def wait_until(sandbox: Sandbox, condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait for ``condition`` (re-checked on each sandbox change), failing after ``within`` s."""
+    with anyio.fail_after(within):
+        await sandbox.wait_until(condition)
 
 
 async def create(client: httpx.AsyncClient, payload: dict[str, Any] | None = None) -> str:

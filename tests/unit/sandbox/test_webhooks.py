@@ -1,0 +1,161 @@
+"""Webhooks: payload shape, the description's own signature check, retries and faults."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+
+import httpx
+import jsonschema  # type: ignore[import-untyped]  # no stubs installed
+import pytest
+
+from daemon.sandbox import Faults, Sandbox, SandboxOptions
+from tests.unit.sandbox.support import API, HEADERS, acme, create, schemas, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+class Receiver:
+    """An in-process webhook endpoint: records deliveries, answers from a script."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.requests: list[httpx.Request] = []
+        self.statuses = list(statuses or [])
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(self.statuses.pop(0) if self.statuses else 200)
+
+    @property
+    def activities(self) -> list[str]:
+        return [json.loads(r.content)["activity"] for r in self.requests]
+
+
+def _options(receiver: Receiver, **values: object) -> SandboxOptions:
+    return SandboxOptions(webhook_url="http://receiver.test/hook",
+                          webhook_transport=httpx.MockTransport(receiver.handle),
+                          webhook_retry_delays=(0.01, 0.01, 0.01), **values)  # type: ignore[arg-type]
+
+
+async def _run_to_execution(options: SandboxOptions, void_one: bool = False) -> Sandbox:
+    async with Sandbox.running(options) as sandbox:
+        transport = httpx.ASGITransport(app=sandbox.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox.test",
+                                     headers=HEADERS) as client:
+            cid = await create(client)
+            await client.post(f"{API}/contracts/{cid}/send_to_counterparties", json={})
+            await sandbox.advance(cid)
+            await sandbox.advance(cid)
+            if void_one:
+                other = await create(client)
+                await client.post(f"{API}/contracts/{other}/status/void", json={"note": "x"})
+            # Every delivery is queued by now; wait until each one has landed.
+            await wait_until(sandbox, lambda: all(d.delivered for d in sandbox.deliveries))
+    return sandbox
+
+
+async def test_lifecycle_sends_the_documented_activities_in_order() -> None:
+    """Created, sent, signature requested, one signed per signatory, executed."""
+    receiver = Receiver()
+    await _run_to_execution(_options(receiver))
+    assert receiver.activities == [
+        "CONTRACT_CREATED", "CONTRACT_SENT_TO_COUNTERPARTY", "CONTRACT_SIGNATURE_REQUESTED",
+        "CONTRACT_SIGNED", "CONTRACT_SIGNED", "CONTRACT_EXECUTED",
+    ]
+
+
+async def test_payloads_validate_against_contract_activity_domain_model() -> None:
+    """Every delivered body, voided included, validates against the webhook schema."""
+    receiver = Receiver()
+    await _run_to_execution(_options(receiver), void_one=True)
+    assert "CONTRACT_VOIDED" in receiver.activities
+    for request in receiver.requests:
+        payload = json.loads(request.content)
+        jsonschema.validate(payload, schemas()["webhook"])
+        assert payload["external_metadata"]["id"] == acme()["external_metadata"]["id"]
+
+
+async def test_signature_verifies_with_the_descriptions_snippet() -> None:
+    """The description's Python check passes on the body, and fails when one byte changes."""
+    receiver = Receiver()
+    sandbox = await _run_to_execution(_options(receiver))
+    sample_hmac_key = sandbox.options.hmac_key
+    for request in receiver.requests:
+        signature = hmac.new(
+            base64.b64decode(sample_hmac_key), request.content, digestmod=hashlib.sha512,
+        ).hexdigest()
+        assert signature == request.headers["X-SD-WEBHOOK-CONTENT-HASH"]
+        tampered = bytearray(request.content)
+        tampered[len(tampered) // 2] ^= 0x01
+        forged = hmac.new(base64.b64decode(sample_hmac_key), bytes(tampered),
+                          digestmod=hashlib.sha512).hexdigest()
+        assert forged != request.headers["X-SD-WEBHOOK-CONTENT-HASH"]
+
+
+async def test_failed_delivery_is_retried_until_accepted() -> None:
+    """A 500 and a 503 from the receiver are followed by retries of the same body."""
+    receiver = Receiver(statuses=[500, 503])
+    async with Sandbox.running(_options(receiver)) as sandbox:
+        transport = httpx.ASGITransport(app=sandbox.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://s.test",
+                                     headers=HEADERS) as client:
+            await create(client)
+            await wait_until(sandbox, lambda: any(d.delivered for d in sandbox.deliveries))
+    assert [r.content for r in receiver.requests] == [receiver.requests[0].content] * 3
+    assert sandbox.deliveries[0].attempts == 3
+    assert sandbox.stats.to_json()["webhooks"]["failed_attempts"] == 2
+
+
+async def test_delivery_gives_up_after_the_last_retry() -> None:
+    """A receiver that always fails gets the first attempt plus one per retry pause."""
+    receiver = Receiver(statuses=[500] * 10)
+    async with Sandbox.running(_options(receiver)) as sandbox:
+        transport = httpx.ASGITransport(app=sandbox.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://s.test",
+                                     headers=HEADERS) as client:
+            await create(client)
+            await wait_until(sandbox, lambda: sandbox.stats.webhooks["gave_up"] == 1)
+    assert len(receiver.requests) == 4
+
+
+async def _fates(seed: int, faults: Faults) -> tuple[list[str], dict[str, int]]:
+    receiver = Receiver()
+    sandbox = await _run_to_execution(_options(receiver, seed=seed, faults=faults))
+    return receiver.activities, dict(sandbox.stats.webhooks)
+
+
+async def test_webhook_faults_are_deterministic_under_a_seed() -> None:
+    """The same seed drops and duplicates the same deliveries; stats count them."""
+    faults = Faults(webhook_drop_rate=0.3, webhook_duplicate_rate=0.3)
+    first, stats = await _fates(7, faults)
+    second, _ = await _fates(7, faults)
+    assert first == second
+    assert stats["dropped"] + stats["duplicated"] > 0
+    assert len(first) == 6 - stats["dropped"] + stats["duplicated"]
+
+
+async def test_reorder_delivers_a_batch_backwards() -> None:
+    """With webhook_reorder, EXECUTED arrives before the signatures of its batch."""
+    activities, _ = await _fates(0, Faults(webhook_reorder=True))
+    assert activities[-3:] == ["CONTRACT_EXECUTED", "CONTRACT_SIGNED", "CONTRACT_SIGNED"]
+
+
+async def test_registered_webhook_gets_only_its_activities() -> None:
+    """A webhook registered through the API receives just the activities it asked for."""
+    receiver = Receiver()
+    options = SandboxOptions(webhook_transport=httpx.MockTransport(receiver.handle))
+    async with Sandbox.running(options) as sandbox:
+        transport = httpx.ASGITransport(app=sandbox.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://s.test",
+                                     headers=HEADERS) as client:
+            await client.post(f"{API}/webhooks/", json={
+                "title": "t", "url": "http://receiver.test/hook",
+                "only_for_activities": ["CONTRACT_EXECUTED"]})
+            cid = await create(client)
+            await client.post(f"{API}/contracts/{cid}/send_to_counterparties", json={})
+            await sandbox.advance(cid)
+            await sandbox.advance(cid)
+            await wait_until(sandbox, lambda: len(receiver.requests) == 1)
+    assert receiver.activities == ["CONTRACT_EXECUTED"]
