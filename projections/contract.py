@@ -125,6 +125,10 @@ class ContractState:
             "_deferred": self.deferred,
             "_notified": list(self.notified),
             "_sink_parked": None if self.sink_parked is None else dict(self.sink_parked),
+            # text, so parked work can be queried: "failed", "sink" or null
+            "_parked": "failed"
+            if self.error is not None
+            else ("sink" if self.sink_parked is not None else None),
         }
 
     @classmethod

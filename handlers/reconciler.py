@@ -1,0 +1,131 @@
+"""Bounded reconciliation: ask SpotDraft for the status of contracts that went quiet.
+
+One pass makes at most ``batch`` status calls, only for contracts that are neither final
+nor failed and have heard nothing for ``stale_after`` (the ``reconcile_due`` read model,
+read most overdue first). Each answer is recorded (``StatusObserved``, source
+"reconciler"), and the handlers treat it as a nudge: a status ahead of the projection
+drives the same steps the missed webhook would have. A contract without a SpotDraft id
+gets a ``ReconcileRequested`` instead (no call needed): the handlers look it up or
+create it, as its intent says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+
+from eventstore import EventStore, NewEvent
+from eventstore.envelope import format_timestamp, utcnow
+from handlers.api import SpotDraftAPI
+from handlers.spotdraft.errors import SpotDraftError
+from projections.contract import ContractState
+from projections.events import EventType, contract_stream
+from projections.runner import CONTRACTS, RECONCILE_DUE
+
+log = structlog.get_logger("spotsync.reconciler")
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    """What one pass did."""
+
+    status_calls: int = 0
+    nudged: int = 0
+    errors: int = 0
+    external_ids: list[str] = field(default_factory=list)
+
+
+async def reconcile_once(
+    store: EventStore,
+    client: SpotDraftAPI,
+    *,
+    stale_after: float,
+    batch: int,
+    now: datetime | None = None,
+) -> ReconcileReport:
+    """One bounded pass; returns what it did."""
+    report = ReconcileReport()
+    if batch <= 0:
+        return report
+    cutoff = format_timestamp((now or utcnow()) - timedelta(seconds=stale_after))
+    rows = await store.query_documents(RECONCILE_DUE, limit=batch)
+    for key, row in rows:
+        if key >= cutoff:
+            break  # keys sort by last heard: every later one is more recent
+        doc = await store.get_document(CONTRACTS, str(row["external_id"]))
+        if doc is None:
+            continue
+        state = ContractState.from_document(doc)
+        if state.final or state.error is not None:
+            continue
+        report.external_ids.append(state.external_id)
+        if state.spotdraft_id is None:
+            await _append(store, state, EventType.RECONCILE_REQUESTED, {"reason": "overdue"})
+            report.nudged += 1
+            continue
+        report.status_calls += 1
+        try:
+            result = await client.get_status(state.spotdraft_id)
+        except SpotDraftError as exc:
+            # Recording the attempt also marks the contract heard from, so a SpotDraft
+            # outage is not asked about again before stale_after has passed once more.
+            report.errors += 1
+            log.warning("status call failed", external_id=state.external_id, error=str(exc))
+            for exchange in exc.exchanges:
+                await _append(
+                    store, state, EventType.SPOTDRAFT_CALL_RECORDED, exchange.to_event_data()
+                )
+            continue
+        events = [
+            NewEvent(EventType.SPOTDRAFT_CALL_RECORDED, e.to_event_data(), "reconciler")
+            for e in result.exchanges
+        ]
+        observed = {
+            "contract_status": result.value.get("contract_status"),
+            "contract_name": result.value.get("contract_name"),
+            "by": "reconciler",
+        }
+        events.append(NewEvent(EventType.STATUS_OBSERVED, observed, "reconciler"))
+        await store.append(
+            contract_stream(state.external_id),
+            [_correlated(e, state) for e in events],
+            expected_version=None,
+        )
+    return report
+
+
+async def run_reconciler(
+    store: EventStore,
+    client: SpotDraftAPI,
+    *,
+    interval: float,
+    stale_after: float,
+    batch: int,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """A pass every ``interval`` seconds until cancelled."""
+    task_status.started()
+    while True:
+        try:
+            report = await reconcile_once(store, client, stale_after=stale_after, batch=batch)
+        except Exception:
+            log.exception("reconciliation pass failed")
+        else:
+            if report.external_ids:
+                log.info("reconciled", calls=report.status_calls, nudged=report.nudged)
+        await anyio.sleep(interval)
+
+
+def _correlated(event: NewEvent, state: ContractState) -> NewEvent:
+    return NewEvent(event.type, event.data, event.source, correlation_id=state.correlation_id)
+
+
+async def _append(
+    store: EventStore, state: ContractState, type_: str, data: dict[str, object]
+) -> None:
+    event = NewEvent(type_, data, "reconciler", correlation_id=state.correlation_id)
+    await store.append(contract_stream(state.external_id), [event], expected_version=None)

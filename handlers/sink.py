@@ -1,0 +1,139 @@
+"""Telling the source system about milestones, signed the Standard Webhooks way.
+
+A POST per milestone (created, sent, synced, failed, voided) to ``SPOTSYNC_SINK_URL``
+with a JSON body ``{"type": "contract.<milestone>", "timestamp", "data": <projection>}``
+and the headers ``webhook-id`` (the same on every attempt, so the receiver can dedupe),
+``webhook-timestamp`` (Unix seconds) and ``webhook-signature``
+(``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``). A secret written
+``whsec_<base64>`` is base64-decoded first, as the Standard Webhooks libraries do.
+
+Attempts are retried with capped exponential backoff until a 2xx; ``on_attempt`` is
+called for every attempt so the caller records it as an event. After ``max_attempts``
+the delivery gives up (the caller parks it; the reconciler or an operator retries it).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class SinkAttempt:
+    """One POST to the sink: its number, the HTTP status if any, and what went wrong."""
+
+    attempt: int
+    status: int | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key: the base64 part of a ``whsec_`` secret, else the secret's bytes."""
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+        except (binascii.Error, ValueError):
+            pass  # not base64 after all: use it as written
+    return secret.encode("utf-8")
+
+
+def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header value for one delivery."""
+    message = f"{webhook_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret_key(secret), message, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+class Sink:
+    """Deliveries to one sink url. Owns an ``httpx.AsyncClient`` unless given one."""
+
+    def __init__(
+        self,
+        url: str,
+        secret: str | None,
+        *,
+        http: httpx.AsyncClient | None = None,
+        max_attempts: int = 8,
+        base_delay: float = 0.5,
+        max_delay: float = 30.0,
+        timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self._secret = secret
+        self._http = http or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._owns_http = http is None
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+
+    def __repr__(self) -> str:
+        return f"Sink(url={self.url!r})"
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    def headers(self, webhook_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+        stamp = int(time.time()) if timestamp is None else timestamp
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": webhook_id,
+            "webhook-timestamp": str(stamp),
+        }
+        if self._secret:
+            headers["webhook-signature"] = sign(self._secret, webhook_id, stamp, body)
+        return headers
+
+    async def deliver(
+        self,
+        webhook_id: str,
+        milestone: str,
+        data: Mapping[str, Any],
+        on_attempt: Callable[[SinkAttempt], Awaitable[None]],
+    ) -> bool:
+        """POST until a 2xx or ``max_attempts``; True when delivered."""
+        for attempt in range(1, self.max_attempts + 1):
+            body = orjson.dumps(
+                {"type": f"contract.{milestone}", "timestamp": int(time.time()), "data": data}
+            )
+            result = await self._post(attempt, webhook_id, body)
+            await on_attempt(result)
+            if result.ok:
+                return True
+            if attempt < self.max_attempts:
+                await anyio.sleep(self._delay(attempt))
+        return False
+
+    async def _post(self, attempt: int, webhook_id: str, body: bytes) -> SinkAttempt:
+        try:
+            response = await self._http.post(
+                self.url, content=body, headers=self.headers(webhook_id, body)
+            )
+        except httpx.HTTPError as exc:
+            return SinkAttempt(attempt, None, f"{type(exc).__name__}: {exc}"[:500])
+        if response.is_success:
+            return SinkAttempt(attempt, response.status_code, None)
+        return SinkAttempt(
+            attempt, response.status_code, f"the sink answered {response.status_code}"
+        )
+
+    def _delay(self, attempt: int) -> float:
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security

@@ -1,0 +1,163 @@
+"""The handlers' runtime: a subscription that feeds contract events to decisions and executors.
+
+Contracts are worked on concurrently (at most ``concurrency`` at once) but each
+contract's events one after the other, in stream order. The checkpoint is the position
+before the lowest event not yet finished, so a crash re-runs unfinished work and never
+skips it; re-running is safe because every command is refined against the current
+state first (work already recorded is not repeated).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict, deque
+from pathlib import Path
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup, TaskStatus
+
+from eventstore import EventStore, RecordedEvent
+from handlers.api import SpotDraftAPI
+from handlers.decisions import decide
+from handlers.executor import Executor
+from handlers.sink import Sink
+from projections.contract import ContractState, apply, fold
+from projections.events import external_id_of
+
+log = structlog.get_logger("spotsync.handlers")
+
+CHECKPOINT = "handlers"
+
+
+class HandlerRunner:
+    """Dispatches contract events to per-contract lanes and keeps the checkpoint honest."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        executor: Executor,
+        *,
+        concurrency: int = 16,
+        max_pending: int = 10_000,
+        name: str = CHECKPOINT,
+        cache_size: int = 10_000,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.name = name
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._slots = anyio.Semaphore(max_pending)
+        self._lanes: dict[str, deque[RecordedEvent]] = {}
+        self._unfinished: list[int] = []
+        self._finished: set[int] = set()
+        self._dispatched = 0
+        self._saved = 0
+        self._advanced = anyio.Event()
+        # stream -> the fold up to (and including) the last event decided on
+        self._states: OrderedDict[str, ContractState] = OrderedDict()
+        self._cache_size = cache_size
+
+    @property
+    def checkpoint(self) -> int:
+        return self._unfinished[0] - 1 if self._unfinished else self._dispatched
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        start = await self.store.load_checkpoint(self.name)
+        self._dispatched = self._saved = start
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._save_checkpoints)
+            task_status.started()
+            async for event in self.store.subscribe(from_position=start + 1):
+                await self._dispatch(tg, event)
+
+    async def _dispatch(self, tg: TaskGroup, event: RecordedEvent) -> None:
+        self._dispatched = event.position
+        if external_id_of(event.stream) is None:
+            self._advanced.set()
+            return
+        await self._slots.acquire()
+        heapq.heappush(self._unfinished, event.position)
+        lane = self._lanes.get(event.stream)
+        if lane is not None:
+            lane.append(event)
+            return
+        self._lanes[event.stream] = deque([event])
+        tg.start_soon(self._drain, event.stream)
+
+    async def _drain(self, stream: str) -> None:
+        lane = self._lanes[stream]
+        async with self._limiter:
+            while lane:
+                event = lane[0]
+                try:
+                    await self.handle(event)
+                except Exception:
+                    # A bug or a store outage must not stop every other contract; the
+                    # reconciler's next nudge re-runs whatever this left undone.
+                    log.exception("handler failed", stream=stream, position=event.position)
+                finally:
+                    lane.popleft()
+                    self._finish(event.position)
+            # No await between the empty check and this: a new event starts a new lane.
+            del self._lanes[stream]
+
+    async def handle(self, event: RecordedEvent) -> None:
+        """Decide on ``event`` with the state before it, then run the commands it calls for."""
+        before = await self._state_before(event)
+        commands = decide(before, event)
+        after = apply(before, event)
+        self._remember(event.stream, after)
+        if not commands:
+            return
+        newer = await self.store.read_stream(event.stream, from_version=event.version + 1)
+        current = fold(newer, after)
+        assert current is not None
+        for command in commands:
+            current = await self.executor.execute(event, command, current)
+
+    async def _state_before(self, event: RecordedEvent) -> ContractState | None:
+        cached = self._states.get(event.stream)
+        if cached is not None and cached.version == event.version - 1:
+            return cached
+        if event.version == 1:
+            return None
+        history = await self.store.read_stream(event.stream)
+        return fold(history[: event.version - 1])
+
+    def _remember(self, stream: str, state: ContractState) -> None:
+        self._states[stream] = state
+        self._states.move_to_end(stream)
+        while len(self._states) > self._cache_size:
+            self._states.popitem(last=False)
+
+    def _finish(self, position: int) -> None:
+        self._slots.release()
+        self._finished.add(position)
+        while self._unfinished and self._unfinished[0] in self._finished:
+            self._finished.discard(heapq.heappop(self._unfinished))
+        self._advanced.set()
+
+    async def _save_checkpoints(self) -> None:
+        while True:
+            await self._advanced.wait()
+            self._advanced = anyio.Event()
+            position = self.checkpoint
+            if position > self._saved:
+                await self.store.save_checkpoint(self.name, position)
+                self._saved = position
+
+
+async def run_handlers(
+    store: EventStore,
+    client: SpotDraftAPI,
+    *,
+    documents_dir: str | Path,
+    sink: Sink | None = None,
+    concurrency: int = 16,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the handlers until cancelled; ``started()`` once the subscription is set up."""
+    executor = Executor(store, client, documents_dir=Path(documents_dir), sink=sink)
+    runner = HandlerRunner(store, executor, concurrency=concurrency)
+    await runner.run(task_status=task_status)
