@@ -1,7 +1,7 @@
 """Validation of intake payloads against SpotDraft's v2.1 create schema, naming every bad field.
 
 The external id rule (``EXTERNAL_ID_PATTERN``) is shared with the OpenAPI description:
-1 to 255 characters; no control characters (Unicode Cc); no ``/`` or ``\\`` (an id is one
+1 to 255 characters; no control characters (Unicode Cc) or lone surrogates; no ``/`` or ``\\`` (an id is one
 URL path segment and later part of a file name); no leading or trailing whitespace; and
 not ``.`` or ``..`` (clients normalise those out of URLs).
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 EXTERNAL_ID_MAX_LENGTH = 255
-_FORBIDDEN = r"/\\\x00-\x1f\x7f-\x9f"
+_FORBIDDEN = r"/\\\x00-\x1f\x7f-\x9f\ud800-\udfff"  # slashes, Cc, lone surrogates
 EXTERNAL_ID_PATTERN = rf"^(?!\.\.?$)[^\s{_FORBIDDEN}](?:[^{_FORBIDDEN}]*[^\s{_FORBIDDEN}])?$"
 _EXTERNAL_ID = re.compile(EXTERNAL_ID_PATTERN)
 

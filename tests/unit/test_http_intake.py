@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -233,3 +234,38 @@ async def test_invalid_send_body_is_422(client: httpx.AsyncClient) -> None:
     response = await client.post("/v1/contracts/deal-9/send", json={"to_emails": [1]})
     assert response.status_code == 422
     assert fields_of(response) == {"to_emails[0]"}
+
+
+@pytest.mark.anyio
+async def test_concurrent_identical_requests_store_one_event(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    """Racing duplicates: exactly one 202, the rest 200, one event stored."""
+    statuses: list[int] = []
+
+    async def submit() -> None:
+        statuses.append((await client.post("/v1/contracts", json=acme("race-1"))).status_code)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(8):
+            tg.start_soon(submit)
+    assert sorted(statuses) == [200] * 7 + [202]
+    assert await store.stream_version("contract-race-1") == 1
+
+
+@pytest.mark.anyio
+async def test_concurrent_different_requests_conflict(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    """Racing different payloads for one id: one wins with 202, the other gets 409."""
+    statuses: list[int] = []
+
+    async def submit(name: str) -> None:
+        payload = acme("race-2", contract_name=name)
+        statuses.append((await client.post("/v1/contracts", json=payload)).status_code)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(submit, "one")
+        tg.start_soon(submit, "two")
+    assert sorted(statuses) == [202, 409]
+    assert await store.stream_version("contract-race-2") == 1

@@ -5,12 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import anyio
 import httpx
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemon.http import Metrics, create_app
 from eventstore import DocumentWrite, MemoryEventStore, NewEvent, PersistenceError
@@ -301,3 +305,48 @@ async def test_without_a_configured_key_every_delivery_is_refused(
         body = delivery()
         assert (await post(client, body, sign(body))).status_code == 401
     assert await all_events(store) == []
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+webhook_bodies = (
+    st.binary(max_size=512)
+    | json_values.map(lambda value: json.dumps(value).encode())
+    | st.fixed_dictionaries(
+        {},
+        optional={
+            "activity": json_values,
+            "contract_id": json_values,
+            "contract_status": json_values,
+            "external_metadata": json_values | st.fixed_dictionaries({"id": json_values}),
+        },
+    ).map(lambda value: json.dumps(value, ensure_ascii=False).encode())
+    | st.integers(1, 3000).map(lambda depth: b"[" * depth + b"]" * depth)
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=webhook_bodies)
+def test_any_signed_body_is_stored_and_answered_200(body: bytes) -> None:
+    """Whatever the bytes, a signed delivery is stored once and answered 200, never 5xx."""
+
+    async def scenario() -> None:
+        store = MemoryEventStore()
+        app = create_app(store, Config(), max_body_bytes=1 << 16)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as client:
+            assert (await post(client, body, sign(body))).status_code == 200
+            assert (await post(client, body, "0" * 128)).status_code == 401
+        [(_, kind, data)] = await all_events(store)
+        assert kind == "WebhookReceived"
+        text, encoded = data["raw_body"], data["raw_body_base64"]
+        if isinstance(text, str):
+            assert text.encode() == body
+        else:
+            assert isinstance(encoded, str)
+            assert base64.b64decode(encoded) == body
+
+    anyio.run(scenario)
