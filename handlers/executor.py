@@ -339,13 +339,13 @@ class Executor:
 def failure(step: str, exc: PermanentError) -> dict[str, Any]:
     """``ContractFailed`` data: what went wrong, and what a person must fix."""
     text = str(exc)
-    fix = text.split("To fix: ", 1)[1] if "To fix: " in text else text
+    said, _, fix = text.partition(" To fix: ")
     return {
         "step": step,
         "status": exc.status,
         "code": exc.code,
-        "message": exc.message or exc.detail or text,
-        "fix": fix,
+        "message": exc.message or exc.detail or said.rstrip("."),
+        "fix": fix or text,
         "fields": field_names(exc.field_errors),
     }
 
