@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import httpx
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 import pytest
 
 from handlers.spotdraft import RateBudget, SpotDraftClient, SpotDraftCredentials
