@@ -58,7 +58,11 @@ async def readyz(request: Request) -> Response:
         except Exception as exc:  # any failure to answer means "not ready", never a 500
             log.warning("readiness: store unreachable", error=type(exc).__name__)
     if state.subscriptions_running is not None:
-        checks["subscriptions"] = bool(state.subscriptions_running())
+        try:
+            checks["subscriptions"] = bool(state.subscriptions_running())
+        except Exception as exc:  # a failing probe is a "no", never a 500
+            checks["subscriptions"] = False
+            log.warning("readiness: subscription probe failed", error=type(exc).__name__)
     ready = all(checks.values())
     return ORJSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},

@@ -104,6 +104,8 @@ def _why_not_sendable(history: list[RecordedEvent], doc: dict[str, Any] | None) 
         ):
             return "a send was already requested for this contract"
     if doc is not None:
+        if doc.get("_send_requested"):
+            return "a send was already requested for this contract"
         if doc.get("sync") in _SENT_OR_LATER_SYNC:
             return f"the contract cannot be sent while its sync state is {doc['sync']!r}"
         if doc.get("status") in _SENT_OR_LATER_STATUS:

@@ -1,9 +1,9 @@
 """Validation of intake payloads against SpotDraft's v2.1 create schema, naming every bad field.
 
 The external id rule (``EXTERNAL_ID_PATTERN``) is shared with the OpenAPI description:
-1 to 255 characters; no control characters (Unicode Cc) or lone surrogates; no ``/`` or ``\\`` (an id is one
-URL path segment and later part of a file name); no leading or trailing whitespace; and
-not ``.`` or ``..`` (clients normalise those out of URLs).
+1 to 255 characters; no control characters (Unicode Cc) or lone surrogates; no ``/``
+or ``\\`` (an id is one URL path segment and later part of a file name); no leading or
+trailing whitespace; and not ``.`` or ``..`` (clients normalise those out of URLs).
 """
 
 from __future__ import annotations
