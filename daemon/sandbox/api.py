@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from daemon.sandbox.server import Sandbox
 
 BASE = "/api/v2.1/public"
+ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 COMPOSITE_ID = re.compile(r"^[HT\-0-9]+$")
 NOT_FOUND_CODE = "SD_PUBLIC_00004"
 WORKFLOW_STATE_CODE = "SD_PUBLIC_00009"  # the description's code for a status conflict
@@ -239,15 +240,19 @@ def routes(sb: Sandbox) -> list[Route]:
         ("POST", "/webhooks/", register_webhook),
         ("POST", "/contracts/webhooks/re_trigger_latest/", re_trigger_latest),
     ]
+    # Routes take every method so that a wrong one is answered as DRF does (after auth,
+    # in JSON), not with the framework's plain-text 405.
     return [
-        Route(BASE + path, sb.gate.wrap(f"{method} {BASE}{path}", _answering(handler)),
-              methods=[method])
+        Route(BASE + path, sb.gate.wrap(f"{method} {BASE}{path}", _answering(method, handler)),
+              methods=ANY_METHOD)
         for method, path, handler in table
     ]
 
 
-def _answering(handler: Any) -> Any:
+def _answering(method: str, handler: Any) -> Any:
     async def run(request: Request) -> Response:
+        if request.method != method:
+            return detail(405, f'Method "{request.method}" not allowed.')
         try:
             response: Response = await handler(request)
         except _BadBody as bad:

@@ -150,3 +150,11 @@ async def test_slash_mismatch_is_302_to_the_other_form() -> None:
     assert status.status_code == 302
     assert status.headers["location"] == f"{API}/contracts/T-1/status"
     assert sandbox.contracts() == []
+
+
+async def test_wrong_method_is_a_json_405() -> None:
+    """GET on the send path answers 405 with a detail body, as DRF does."""
+    async with sandbox_client() as (_, client):
+        response = await client.get(f"{API}/contracts/T-1/send_to_counterparties")
+    assert response.status_code == 405
+    assert response.json() == {"detail": 'Method "GET" not allowed.'}
