@@ -217,6 +217,11 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _cleared(s: ContractState, *steps: str) -> str | None:
+    """The deferred step, unless the fact being folded completes it."""
+    return None if s.deferred in steps else s.deferred
+
+
 def _requested(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
     request = d.get("request") or {}
     meta = request.get("external_metadata") or {} if isinstance(request, Mapping) else {}
@@ -248,7 +253,7 @@ def _created(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> Contra
         contract_id=None if contract_id is None else int(contract_id),
         contract_link=_text(d.get("contract_link")),
         intent_open=False,
-        deferred=None,
+        deferred=_cleared(s, "create", "lookup"),
     )
     return merge_status(s, _text(d.get("contract_status")) or "DRAFT")
 
@@ -258,7 +263,7 @@ def _not_found(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> Cont
 
 
 def _sent(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
-    return merge_status(replace(s, sent=True, deferred=None), "REDLINING")
+    return merge_status(replace(s, sent=True, deferred=_cleared(s, "send")), "REDLINING")
 
 
 def _status(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
@@ -277,7 +282,8 @@ def _webhook(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> Contra
 
 
 def _key_pointers(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
-    return replace(s, key_pointers=dict(d.get("key_pointers") or {}), deferred=None)
+    pointers = dict(d.get("key_pointers") or {})
+    return replace(s, key_pointers=pointers, deferred=_cleared(s, "key_pointers"))
 
 
 def _document(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
@@ -285,7 +291,7 @@ def _document(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> Contr
         key: d.get(key)
         for key in ("path", "sha256", "bytes", "file_name", "download_url_expires_at")
     }
-    return replace(s, document=document, deferred=None)
+    return replace(s, document=document, deferred=_cleared(s, "document"))
 
 
 def _deferred(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:

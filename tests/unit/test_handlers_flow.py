@@ -1,0 +1,129 @@
+"""The handlers against a fake SpotDraft: each fact acted on once, errors sorted right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from eventstore import MemoryEventStore
+from handlers.spotdraft import OutcomeUnknownError
+from projections.events import EventType
+from tests.unit.test_handlers_support import (
+    FakeSpotDraft,
+    append,
+    handlers,
+    permanent,
+    request,
+    settle,
+    transient,
+    webhook,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_duplicated_execution_pulls_key_pointers_and_document_once(tmp_path: Path) -> None:
+    """Three CONTRACT_EXECUTED deliveries: one key-pointer call, one download, synced."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with handlers(store, client, tmp_path):
+        await request(store, send={})
+        with anyio.fail_after(5):
+            state = await settle(store)
+            assert state.sent
+            for _ in range(3):
+                await webhook(store, "CONTRACT_EXECUTED")
+            await webhook(store, "CONTRACT_SENT_TO_COUNTERPARTY")  # late, changes nothing
+            state = await settle(store)
+    assert client.calls["get_key_pointers"] == 1
+    assert client.calls["download"] == 1
+    assert client.calls["create_contract"] == 1
+    assert (state.status, state.sync) == ("EXECUTED", "synced")
+    assert state.key_pointers == {"contract_value": 12000}
+    assert state.document is not None
+    assert (tmp_path / state.document["path"]).exists()
+
+
+async def test_unknown_create_outcome_is_looked_up_not_repeated(tmp_path: Path) -> None:
+    """A create whose answer was lost is found by external id: one contract, no second POST."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    client.fail["create_contract"] = [OutcomeUnknownError("timed out")]
+    async with handlers(store, client, tmp_path):
+        await request(store)
+        with anyio.fail_after(5):
+            state = await settle(store)
+    assert client.calls["create_contract"] == 1
+    assert client.calls["find_by_external_id"] == 1
+    assert len(client.contracts) == 1
+    assert (state.sync, state.spotdraft_id) == ("created", "T-1")
+
+
+async def test_send_refused_because_already_sent_checks_status_instead_of_failing(
+    tmp_path: Path,
+) -> None:
+    """A 402 on send for a contract already past DRAFT counts as sent, not as a failure."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    client.fail["send_to_counterparties"] = [permanent(402, {"detail": "not in DRAFT"})]
+    async with handlers(store, client, tmp_path):
+        await request(store)
+        with anyio.fail_after(5):
+            await settle(store)
+            client.contracts["T-1"]["contract_status"] = "SIGN"  # sent from SpotDraft's UI
+            await append(store, EventType.SEND_REQUESTED, {"body": {}}, source="intake")
+            state = await settle(store)
+    assert client.calls["get_status"] == 1
+    assert (state.status, state.sync, state.error) == ("SIGN", "sent", None)
+
+
+async def test_transient_errors_defer_and_a_nudge_finishes_the_work(tmp_path: Path) -> None:
+    """Retries running out defers the step (never fails it); the reconciler's nudge redoes it."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    client.fail["get_key_pointers"] = [transient()]
+    async with handlers(store, client, tmp_path):
+        await request(store)
+        with anyio.fail_after(5):
+            await settle(store)
+            await webhook(store, "CONTRACT_EXECUTED")
+            state = await settle(store)
+            assert (state.sync, state.deferred, state.error) == ("executed", "key_pointers", None)
+            observed = {"contract_status": "EXECUTED", "by": "reconciler"}
+            await append(store, EventType.STATUS_OBSERVED, observed, source="reconciler")
+            state = await settle(store)
+    assert client.calls["get_key_pointers"] == 2
+    assert state.sync == "synced"
+
+
+async def test_permanent_error_parks_and_retry_reruns_the_step(tmp_path: Path) -> None:
+    """A 404 on create ends failed with a fix; after RetryRequested the create runs again."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    client.fail["create_contract"] = [permanent(404, {"detail": "Template not found"})]
+    async with handlers(store, client, tmp_path):
+        await request(store)
+        with anyio.fail_after(5):
+            state = await settle(store)
+            assert state.sync == "failed"
+            assert state.error is not None
+            assert state.error["fix"] == "do better"
+            await append(store, EventType.RETRY_REQUESTED, {"reason": None}, source="operator")
+            state = await settle(store)
+    assert state.sync == "created"
+    assert client.calls["create_contract"] == 2
+
+
+async def test_restart_reprocesses_from_the_checkpoint_without_repeating_calls(
+    tmp_path: Path,
+) -> None:
+    """Handlers restarted on the same log do not call SpotDraft again for work recorded."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with handlers(store, client, tmp_path):
+        await request(store, send={})
+        with anyio.fail_after(5):
+            await settle(store)
+    await store.save_checkpoint("handlers", 0)  # as if it crashed before saving any
+    async with handlers(store, client, tmp_path):
+        with anyio.fail_after(5):
+            state = await settle(store)
+    assert client.calls["create_contract"] == 1
+    assert client.calls["send_to_counterparties"] == 1
+    assert state.sync == "sent"
