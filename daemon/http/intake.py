@@ -41,10 +41,14 @@ def fingerprint(request: Any, send: Any) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-async def read_json(request: Request, *, optional: bool = False) -> Any:
+_EMPTY = object()
+
+
+async def read_json(request: Request, *, empty: Any = _EMPTY) -> Any:
+    """The body's JSON; an empty body is ``empty`` when given, else invalid JSON."""
     body = await read_body(request, request.app.state.max_body_bytes)
-    if optional and not body.strip():
-        return None
+    if empty is not _EMPTY and not body.strip():
+        return empty
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -117,9 +121,7 @@ async def send_contract(request: Request) -> Response:
     external_id: str = request.path_params["external_id"]
     if not is_valid_external_id(external_id):
         raise ApiError(404, "no contract has this external id")
-    body = await read_json(request, optional=True)
-    if body is None:
-        body = {}
+    body = await read_json(request, empty={})
     errors = validate_send(body)
     if errors:
         raise ApiError(422, "the send request is not valid", fields=errors)

@@ -62,7 +62,7 @@ COUNTERPARTY = _obj(
     {
         "is_individual": {"type": "boolean"},
         "organization_type": _STR,
-        "organization_name": _NONEMPTY,
+        "organization_name": _STR,
         "poc_details": _obj(
             {"first_name": _NONEMPTY, "last_name": _STR, "email": _NONEMPTY},
             ("first_name", "email"),
@@ -76,7 +76,7 @@ COUNTERPARTY = _obj(
     # organization_name is required for organisations (is_individual false)
     **{
         "if": _obj({"is_individual": {"const": False}}, ("is_individual",)),
-        "then": {"required": ["organization_name"]},
+        "then": {"required": ["organization_name"], "properties": {"organization_name": _NONEMPTY}},
     },
 )
 

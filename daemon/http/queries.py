@@ -99,7 +99,7 @@ def _limit(text: str | None) -> int:
 
 def _since(text: str) -> str:
     try:
-        moment = parse_timestamp(text)
+        moment = parse_timestamp(text.strip().upper())  # RFC 3339 allows "t" and "z"
         # Before year 1000 %Y loses its fixed width; every stored timestamp is later anyway.
         return format_timestamp(moment) if moment.year >= 1000 else "0"
     except (ValueError, OverflowError):

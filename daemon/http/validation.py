@@ -56,8 +56,9 @@ def _check(errors: Errors, field: str, value: object, kind: str) -> bool:
 
 
 def _optional(errors: Errors, obj: Mapping[str, Any], prefix: str, spec: dict[str, str]) -> None:
+    # Present means checked: an explicit null is not "absent" (the published schema agrees).
     for name, kind in spec.items():
-        if name in obj and obj[name] is not None:
+        if name in obj:
             _check(errors, prefix + name, obj[name], kind)
 
 
@@ -135,8 +136,9 @@ def _validate_counterparty(errors: Errors, at: str, party: object) -> None:
         prefix,
         {"organization_type": "string", "party_role_identifier": "string"},
     )
-    details = party.get("organization_details")
-    if details is not None and _check(errors, prefix + "organization_details", details, "object"):
+    if "organization_details" in party and _check(
+        errors, prefix + "organization_details", details := party["organization_details"], "object"
+    ):
         _optional(
             errors,
             details,
@@ -208,8 +210,9 @@ def validate_intake(body: object) -> Errors:
             "is_embedded_contract": "boolean",
         },
     )
-    workflow = body.get("workflow_config")
-    if workflow is not None and _check(errors, "workflow_config", workflow, "object"):
+    if "workflow_config" in body and _check(
+        errors, "workflow_config", workflow := body["workflow_config"], "object"
+    ):
         flags = (
             "auto_send_to_counterparty",
             "api_only_contract_edits",
@@ -217,13 +220,14 @@ def validate_intake(body: object) -> Errors:
             "skip_creator_info_collection",
         )
         _optional(errors, workflow, "workflow_config.", dict.fromkeys(flags, "boolean"))
-    if body.get("send_to_counterparty_config") is not None:
+    if "send_to_counterparty_config" in body:
         config = body["send_to_counterparty_config"]
         errors.extend(validate_send(config, "send_to_counterparty_config."))
-    signatories = body.get("signatories")
-    if signatories is not None and _check(errors, "signatories", signatories, "array"):
+    if "signatories" in body and _check(
+        errors, "signatories", signatories := body["signatories"], "array"
+    ):
         for i, signatory in enumerate(signatories):
             _validate_signatory(errors, f"signatories[{i}]", signatory)
-    if body.get(SEND_FIELD) is not None:
+    if SEND_FIELD in body:
         errors.extend(validate_send(body[SEND_FIELD], SEND_FIELD + "."))
     return errors

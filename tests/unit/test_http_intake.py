@@ -269,3 +269,32 @@ async def test_concurrent_different_requests_conflict(
         tg.start_soon(submit, "two")
     assert sorted(statuses) == [202, 409]
     assert await store.stream_version("contract-race-2") == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("field", ["contract_name", "workflow_config", "send_to_counterparties"])
+async def test_explicit_null_optional_fields_are_422(client: httpx.AsyncClient, field: str) -> None:
+    """An optional field given as null is named, as the published schema says."""
+    response = await client.post("/v1/contracts", json=acme("nulls", **{field: None}))
+    assert response.status_code == 422
+    assert fields_of(response) == {field}
+
+
+@pytest.mark.anyio
+async def test_individuals_need_no_organization_name(client: httpx.AsyncClient) -> None:
+    """A counterparty that is an individual is valid without organization_name."""
+    payload = acme("person-1")
+    party = payload["counter_party_details"][0]
+    party["is_individual"] = True
+    del party["organization_name"]
+    assert (await client.post("/v1/contracts", json=payload)).status_code == 202
+
+
+@pytest.mark.anyio
+async def test_send_body_of_null_is_422(client: httpx.AsyncClient) -> None:
+    """An empty send body means defaults, but JSON null is not an object."""
+    await client.post("/v1/contracts", json=acme("deal-10"))
+    response = await client.post(
+        "/v1/contracts/deal-10/send", content=b"null", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
