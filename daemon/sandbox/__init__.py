@@ -1,7 +1,26 @@
 """A local SpotDraft stand-in, faithful to SpotDraft's own API description (SPEC section 7).
 
+Alone, from a shell::
+
+    spotsync sandbox --port 8765 --webhook-url http://127.0.0.1:8080/webhooks/spotdraft \
+        --auto-sign 2
+    # then point a client at SPOTDRAFT_BASE_URL=http://127.0.0.1:8765 with the printed
+    # client-id / client-secret and SPOTDRAFT_HMAC_KEY=<the printed hmac key>
+
+From Python (tests, the demo)::
+
     async with Sandbox.serve(SandboxOptions(webhook_url=...)) as sandbox:
-        sandbox.url   # SpotDraft base url; paths begin /api/v2.1/public/
+        sandbox.url                      # SpotDraft base url; paths begin /api/v2.1/public/
+        await sandbox.advance("T-1")     # next stage, with its webhooks
+        sandbox.set_faults(Faults(api_error_rate=0.2))
+        with anyio.fail_after(5):
+            await sandbox.wait_until(lambda: len(sandbox.deliveries) >= 6)
+
+    async with Sandbox.running(options) as sandbox:   # no server: httpx.ASGITransport(sandbox.app)
+
+Control endpoints (no SpotDraft auth, not rate limited): ``GET /_sandbox/contracts``,
+``POST /_sandbox/contracts/{id}/advance``, ``GET|PUT /_sandbox/faults``,
+``GET /_sandbox/stats``, ``GET /_sandbox/webhooks``, ``GET /_sandbox/documents/{id}``.
 """
 
 from __future__ import annotations
