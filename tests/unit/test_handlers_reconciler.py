@@ -1,0 +1,125 @@
+"""Reconciliation and parked work: bounded status calls for quiet contracts; operator retries."""
+
+from __future__ import annotations
+
+import functools
+from datetime import timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+
+from eventstore import MemoryEventStore, RecordedEvent
+from eventstore.envelope import utcnow
+from handlers.parked import NotParkedError, list_parked, retry_parked
+from handlers.reconciler import reconcile_once
+from handlers.worker import HandlerRunner
+from projections.events import EventType
+from projections.runner import ContractProjection, catch_up
+from tests.unit.test_handlers_support import (
+    FakeSpotDraft,
+    handlers,
+    permanent,
+    request,
+    settle,
+    state_of,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def _project(store: MemoryEventStore) -> None:
+    await catch_up(store, ContractProjection(store))
+
+
+async def test_reconciler_asks_only_quiet_contracts_within_its_batch(tmp_path: Path) -> None:
+    """Only contracts quiet for stale_after are asked, at most `batch`; answers are recorded."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with handlers(store, client, tmp_path):
+        for n in range(3):
+            await request(store, f"deal-{n}")
+        with anyio.fail_after(5):
+            for n in range(3):
+                await settle(store, f"deal-{n}")
+    await _project(store)
+    later = utcnow() + timedelta(minutes=20)
+
+    recent = await reconcile_once(store, client, stale_after=900, batch=10)
+    assert (recent.status_calls, recent.nudged) == (0, 0)
+
+    report = await reconcile_once(store, client, stale_after=900, batch=2, now=later)
+    assert report.status_calls == 2
+    assert client.calls["get_status"] == 2
+    asked = [await state_of(store, x) for x in report.external_ids]
+    assert all(s.status == "DRAFT" for s in asked)
+    history = await store.read_stream(f"contract-{report.external_ids[0]}")
+    assert history[-1].type == EventType.STATUS_OBSERVED
+    assert history[-1].data["by"] == "reconciler"
+    assert len(set(report.external_ids)) == 2
+
+
+async def test_reconciled_execution_pulls_the_data(tmp_path: Path) -> None:
+    """A contract whose EXECUTED webhook never came is synced after a reconciliation pass."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with handlers(store, client, tmp_path):
+        await request(store)
+        with anyio.fail_after(5):
+            await settle(store)
+            client.contracts["T-1"]["contract_status"] = "EXECUTED"
+            await _project(store)
+            later = utcnow() + timedelta(hours=1)
+            await reconcile_once(store, client, stale_after=900, batch=5, now=later)
+            state = await settle(store)
+    assert (state.status, state.sync) == ("EXECUTED", "synced")
+
+
+async def test_parked_lists_failures_with_their_fix_and_retry_is_an_operator_event(
+    tmp_path: Path,
+) -> None:
+    """A failed contract is listed with its fix; retry appends RetryRequested by the operator."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    client.fail["create_contract"] = [permanent(404, {"detail": "Template not found"})]
+    async with handlers(store, client, tmp_path):
+        await request(store)
+        with anyio.fail_after(5):
+            await settle(store)
+    await _project(store)
+    parked = await list_parked(store)
+    assert [(p.external_id, p.kind, p.step, p.fix) for p in parked] == [
+        ("deal-1", "contract", "create", "do better")
+    ]
+    event = await retry_parked(store, "deal-1")
+    assert (event.type, event.source) == (EventType.RETRY_REQUESTED, "operator")
+    with pytest.raises(NotParkedError):
+        await retry_parked(store, "deal-1")
+    with pytest.raises(NotParkedError):
+        await retry_parked(store, "nobody")
+
+
+async def test_checkpoint_never_passes_an_unfinished_event() -> None:
+    """While one contract's event is still being handled, the checkpoint stays before it."""
+    store = MemoryEventStore()
+    release = anyio.Event()
+    started = anyio.Event()
+
+    class SlowRunner(HandlerRunner):
+        async def handle(self, event: RecordedEvent) -> None:
+            if event.stream == "contract-slow":
+                started.set()
+                await release.wait()
+
+    runner = SlowRunner(store, executor=None)  # type: ignore[arg-type]  # handle() never runs it
+    await request(store, "slow")
+    for n in range(3):
+        await request(store, f"fast-{n}")
+    async with anyio.create_task_group() as tg:
+        await tg.start(functools.partial(runner.run))
+        with anyio.fail_after(5):
+            await started.wait()
+            while runner._dispatched < 4:
+                await store.wait_for_append(runner._dispatched)
+            assert runner.checkpoint == 0
+            release.set()
+            while await store.load_checkpoint("handlers") < 4:
+                await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()

@@ -1,0 +1,118 @@
+"""Sink deliveries: Standard Webhooks signatures, retries with one stable id, attempts recorded."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from eventstore import MemoryEventStore, NewEvent
+from handlers.documents import document_file_name
+from handlers.sink import Sink, SinkAttempt, sign
+from projections.events import EventType, contract_stream
+from tests.unit.test_handlers_support import FakeSpotDraft, handlers, request, settle, webhook
+
+pytestmark = pytest.mark.anyio
+
+
+def test_signature_is_standard_webhooks_hmac_sha256() -> None:
+    """v1,<base64 HMAC-SHA256 of id.timestamp.body>, with a whsec_ secret base64-decoded."""
+    key = b"0123456789abcdef"
+    secret = "whsec_" + base64.b64encode(key).decode()
+    expected = hmac.new(key, b"msg_1.1700000000.{}", hashlib.sha256).digest()
+    assert (
+        sign(secret, "msg_1", 1_700_000_000, b"{}") == "v1," + base64.b64encode(expected).decode()
+    )
+    plain = hmac.new(b"plain", b"msg_1.1.{}", hashlib.sha256).digest()
+    assert sign("plain", "msg_1", 1, b"{}") == "v1," + base64.b64encode(plain).decode()
+
+
+async def test_delivery_retries_until_2xx_with_the_same_webhook_id() -> None:
+    """Two 503s then a 200: three attempts, one webhook-id, each attempt reported."""
+    seen: list[httpx.Request] = []
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return httpx.Response(200 if len(seen) == 3 else 503)
+
+    attempts: list[SinkAttempt] = []
+
+    async def record(attempt: SinkAttempt) -> None:
+        attempts.append(attempt)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        sink = Sink("https://crm.test/hook", "s3cret", http=http, base_delay=0.0, max_delay=0.0)
+        assert await sink.deliver("msg_abc", "created", {"external_id": "x"}, record)
+    assert [a.status for a in attempts] == [503, 503, 200]
+    assert {r.headers["webhook-id"] for r in seen} == {"msg_abc"}
+    last = seen[-1]
+    message = f"msg_abc.{last.headers['webhook-timestamp']}.".encode() + last.content
+    digest = hmac.new(b"s3cret", message, hashlib.sha256).digest()
+    assert last.headers["webhook-signature"] == "v1," + base64.b64encode(digest).decode()
+    assert json.loads(last.content)["type"] == "contract.created"
+
+
+async def test_sink_told_of_each_milestone_and_synced_waits_for_it(tmp_path: Path) -> None:
+    """The sink hears created, sent and synced; a sink that gave up is parked, not synced."""
+    bodies: list[dict[str, object]] = []
+    down = True
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        body = json.loads(req.content)
+        if down and body["type"] == "contract.synced":
+            return httpx.Response(500)
+        bodies.append(body)
+        return httpx.Response(204)
+
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        sink = Sink("https://crm.test/hook", None, http=http, max_attempts=2, base_delay=0.0)
+        async with handlers(store, client, tmp_path, sink):
+            await request(store, send={})
+            with anyio.fail_after(5):
+                await settle(store)
+                await webhook(store, "CONTRACT_EXECUTED")
+                state = await settle(store)
+                assert state.sync == "executed"
+                assert state.sink_parked is not None
+                down = False
+                await store.append(
+                    contract_stream("deal-1"),
+                    [_retry()],
+                    expected_version=None,
+                )
+                state = await settle(store)
+    assert [b["type"] for b in bodies] == ["contract.created", "contract.sent", "contract.synced"]
+    assert state.sync == "synced"
+    synced = bodies[-1]["data"]
+    assert isinstance(synced, dict)
+    assert synced["key_pointers"] == {"contract_value": 12000}
+    assert not any(key.startswith("_") for key in synced)
+    failed = [
+        e
+        for e in await store.read_stream("contract-deal-1")
+        if e.type == EventType.SINK_ATTEMPT_FAILED
+    ]
+    assert len(failed) == 2
+
+
+def _retry() -> NewEvent:
+    return NewEvent(EventType.RETRY_REQUESTED, {"reason": None}, "operator")
+
+
+def test_document_names_cannot_leave_the_folder() -> None:
+    """Whatever the external_id, the file name is one plain, distinct name in the folder."""
+    names = [document_file_name(x) for x in ("../../etc/passwd", "..", "a/b", "a\\b", ".x", "é漢")]
+    for name in names:
+        assert "/" not in name
+        assert "\\" not in name
+        assert not name.startswith(".")
+        assert name.endswith(".pdf")
+    assert len(set(names)) == len(names)
+    assert document_file_name("hubspot-deal-10024").startswith("hubspot-deal-10024-")
