@@ -13,11 +13,13 @@ hands leadership to the oldest waiter, if any, before it returns.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -49,27 +51,62 @@ _NO_LIMIT = 2**63 - 1
 _POLL_INTERVAL = 0.2  # how soon appends by another process are noticed
 
 
+_Row = tuple[int, str, int, str, str, str, str, str]  # the columns of insert_event
+
+
+@dataclass(slots=True)
+class _Append:
+    """An append waiting for the writer, its JSON already encoded."""
+
+    stream: str
+    types: list[str]
+    data: list[str]
+    metadata: list[str]
+    ids: list[str]
+    expected_version: int | None
+    recorded_at: str
+
+
 class _Batch:
-    """State shared by the jobs of one write transaction."""
+    """What one group commit knows: looked up once for all its appends, then kept current."""
 
-    __slots__ = ("appended", "next_position")
+    __slots__ = ("next_position", "rows", "stored", "versions")
 
-    def __init__(self, next_position: int) -> None:
+    def __init__(
+        self, next_position: int, stored: dict[str, Sequence[Any]], versions: dict[str, int]
+    ) -> None:
         self.next_position = next_position
-        self.appended = False
+        self.stored = stored  # event id -> its row, for the ids of this batch
+        self.versions = versions  # stream -> version, for the streams of this batch
+        self.rows: list[_Row] = []
 
 
 class _Job(Generic[T]):
-    """One caller's unit of work in a group commit, and its outcome."""
+    """One caller's unit of work in a group commit, and its outcome.
 
-    __slots__ = ("done", "error", "fn", "lead", "result")
+    An append is planned against the batch in Python and inserted with everyone else's
+    in one statement; any other write runs ``fn`` inside its own savepoint.
+    """
 
-    def __init__(self, fn: Callable[[sqlite3.Connection, _Batch], T]) -> None:
+    __slots__ = ("append", "done", "error", "fn", "lead", "result")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], T] | None = None,
+        append: _Append | None = None,
+    ) -> None:
         self.fn = fn
-        self.done = anyio.Event()  # set when finished, or when handed leadership
+        self.append = append
+        # Resolved when finished, or when handed leadership. A bare asyncio future (the
+        # backend is asyncio anyway: aiosqlite) is the cheapest wake-up per append.
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.lead = False
         self.result: T | None = None
         self.error: BaseException | None = None
+
+    def wake(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
     def outcome(self) -> T:
         if self.error is not None:
@@ -121,28 +158,27 @@ class SQLiteEventStore(EventStore):
         if not events:
             raise ValueError("append needs at least one event")
         now = utcnow()
-        recorded_at = format_timestamp(now)
-        rows = [
-            (
-                stream,
-                event.type,
-                orjson.dumps(event.data).decode(),
-                orjson.dumps(event.metadata()).decode(),
-                event.event_id,
-                recorded_at,
+        append = _Append(
+            stream=stream,
+            types=[event.type for event in events],
+            data=[orjson.dumps(event.data).decode() for event in events],
+            metadata=[orjson.dumps(event.metadata()).decode() for event in events],
+            ids=[event.event_id for event in events],
+            expected_version=expected_version,
+            recorded_at=format_timestamp(now),
+        )
+        planned: AppendResult | tuple[int, int] = await self._write(_Job(append=append))
+        if isinstance(planned, AppendResult):
+            return planned  # all stored already
+        # Decoded here rather than on the writer's thread, which has the next commit to do.
+        position, version = planned
+        loads, columns = orjson.loads, zip(append.types, append.data, append.metadata, strict=True)
+        return AppendResult(
+            tuple(
+                RecordedEvent(position + i, stream, version + i, kind, loads(body), loads(m), now)
+                for i, (kind, body, m) in enumerate(columns)
             )
-            for event in events
-        ]
-
-        def job(db: sqlite3.Connection, batch: _Batch) -> AppendResult:
-            return _append(db, batch, stream, rows, expected_version, now)
-
-        result = await self._write(job)
-        if not result.duplicate and result.position > self._last_position:
-            self._last_position = result.position
-            self._appended.set()
-            self._appended = anyio.Event()
-        return result
+        )
 
     async def read_stream(self, stream: str, *, from_version: int = 1) -> list[RecordedEvent]:
         def read(db: sqlite3.Connection) -> list[RecordedEvent]:
@@ -203,10 +239,10 @@ class SQLiteEventStore(EventStore):
         return await self._read(read)
 
     async def save_checkpoint(self, name: str, position: int) -> None:
-        def job(db: sqlite3.Connection, batch: _Batch) -> None:
+        def save(db: sqlite3.Connection) -> None:
             db.execute(Q["save_checkpoint"], (name, position))
 
-        await self._write(job)
+        await self._write(_Job(save))
 
     async def commit_projection(
         self, name: str, position: int, writes: Sequence[DocumentWrite]
@@ -217,7 +253,7 @@ class SQLiteEventStore(EventStore):
         deletes = [(w.collection, w.key) for w in writes if w.doc is None]
         order = [w.doc is None for w in writes]
 
-        def job(db: sqlite3.Connection, batch: _Batch) -> None:
+        def commit(db: sqlite3.Connection) -> None:
             # Writes apply in the caller's order: an upsert then a delete of one key deletes.
             up, down = iter(upserts), iter(deletes)
             for is_delete in order:
@@ -227,7 +263,7 @@ class SQLiteEventStore(EventStore):
                     db.execute(Q["upsert_document"], next(up))
             db.execute(Q["save_checkpoint"], (name, position))
 
-        await self._write(job)
+        await self._write(_Job(commit))
 
     async def get_document(self, collection: str, key: str) -> Document | None:
         def read(db: sqlite3.Connection) -> Document | None:
@@ -260,11 +296,11 @@ class SQLiteEventStore(EventStore):
         return await self._read(read)
 
     async def drop_projection(self, name: str, collections: Sequence[str]) -> None:
-        def job(db: sqlite3.Connection, batch: _Batch) -> None:
+        def drop(db: sqlite3.Connection) -> None:
             db.executemany(Q["delete_collection"], [(c,) for c in collections])
             db.execute(Q["delete_checkpoint"], (name,))
 
-        await self._write(job)
+        await self._write(_Job(drop))
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -284,14 +320,13 @@ class SQLiteEventStore(EventStore):
         with _translated():
             return await _run(self._reader, fn)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection, _Batch], T]) -> T:
-        """Run ``fn`` in the next group commit; return once that transaction is durable."""
+    async def _write(self, job: _Job[T]) -> T:
+        """Run ``job`` in the next group commit; return once that transaction is durable."""
         self._check_open()
-        job = _Job(fn)
         self._queue.append(job)
         if self._writing:
             try:
-                await job.done.wait()
+                await job.done
             except BaseException:
                 # Cancelled while queued: it never reaches the database, and leadership
                 # handed to it passes on.
@@ -304,18 +339,23 @@ class SQLiteEventStore(EventStore):
                 return job.outcome()
         self._writing = True
         try:
+            # The callers of the last commit may have just been woken: let them queue
+            # their next appends first, so this commit takes them too.
+            await anyio.lowlevel.cancel_shielded_checkpoint()
             batch, self._queue = self._queue, []
             # Shielded: the callers in the batch wait on this commit, whoever leads it.
             with anyio.CancelScope(shield=True):
                 try:
                     with _translated():
-                        await _run(self._writer, functools.partial(_commit, batch))
+                        last = await _run(self._writer, functools.partial(_commit, batch))
                 except BaseException as exc:
                     for queued in batch:
                         queued.error = exc
+                else:
+                    self._notify(last)
             for queued in batch:
                 if queued is not job:
-                    queued.done.set()
+                    queued.wake()
         finally:
             self._hand_off()
         return job.outcome()
@@ -324,9 +364,16 @@ class SQLiteEventStore(EventStore):
         if self._queue:
             successor = self._queue[0]
             successor.lead = True
-            successor.done.set()
+            successor.wake()
         else:
             self._writing = False
+
+    def _notify(self, last_position: int) -> None:
+        """Wake followers once per commit that grew the log."""
+        if last_position > self._last_position:
+            self._last_position = last_position
+            self._appended.set()
+            self._appended = anyio.Event()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -346,60 +393,82 @@ async def _run(connection: aiosqlite.Connection, fn: Callable[[sqlite3.Connectio
     return result
 
 
-def _commit(jobs: list[_Job[Any]], db: sqlite3.Connection) -> None:
-    """One transaction for every queued job; a job that fails is rolled back alone."""
+def _commit(jobs: list[_Job[Any]], db: sqlite3.Connection) -> int:
+    """One transaction for every queued job; a job that fails is left out alone.
+
+    Returns the last position of the log after the commit.
+    """
     db.execute("BEGIN IMMEDIATE")
     try:
-        batch = _Batch(int(db.execute(Q["last_position"]).fetchone()[0]) + 1)
+        appends = [job.append for job in jobs if job.append is not None]
+        batch = _Batch(_last_position(db) + 1, *_look_up(db, appends))
         for job in jobs:
+            if job.append is not None:
+                try:
+                    job.result = _plan_append(batch, job.append)
+                except EventStoreError as exc:
+                    job.error = exc
+                continue
+            assert job.fn is not None
             db.execute("SAVEPOINT job")
-            next_position = batch.next_position
             try:
-                job.result = job.fn(db, batch)
-            except (EventStoreError, sqlite3.Error) as exc:
+                job.result = job.fn(db)
+            except sqlite3.Error as exc:
                 db.execute("ROLLBACK TO job")
-                batch.next_position = next_position
-                job.error = _translate(exc) if isinstance(exc, sqlite3.Error) else exc
+                job.error = _translate(exc)
             db.execute("RELEASE job")
+        # Every append of the batch in one statement; the plan already ruled out conflicts.
+        db.executemany(Q["insert_event"], batch.rows)
         db.execute("COMMIT")
+        return batch.next_position - 1
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
 
 
-def _append(
-    db: sqlite3.Connection,
-    batch: _Batch,
-    stream: str,
-    rows: list[tuple[str, str, str, str, str, str]],
-    expected_version: int | None,
-    now: datetime,
-) -> AppendResult:
-    stored = [db.execute(Q["event_by_id"], (row[4],)).fetchone() for row in rows]
+def _look_up(
+    db: sqlite3.Connection, appends: list[_Append]
+) -> tuple[dict[str, Sequence[Any]], dict[str, int]]:
+    """The stored events among the batch's ids, and the versions of its streams."""
+    if not appends:
+        return {}, {}
+    ids = orjson.dumps([i for append in appends for i in append.ids]).decode()
+    rows = db.execute(Q["events_by_ids"], (ids,)).fetchall()
+    stored = {row[7]: row for row in rows}
+    streams = orjson.dumps(list({append.stream for append in appends})).decode()
+    versions = dict(db.execute(Q["stream_versions"], (streams,)).fetchall())
+    return stored, versions
+
+
+def _plan_append(batch: _Batch, append: _Append) -> AppendResult | tuple[int, int]:
+    """Check one append against the batch so far and add its rows.
+
+    Returns the stored events of a duplicate, or the position and version of the first
+    new event. Raises, adding nothing, when the append is refused.
+    """
+    stored = [batch.stored.get(event_id) for event_id in append.ids]
     if all(stored):
         return AppendResult(tuple(_decode_rows(stored)), duplicate=True)
     if any(stored):
         raise EventIdConflictError("the batch mixes stored and new event ids")
-    version = int(db.execute(Q["stream_version"], (stream,)).fetchone()[0])
-    if expected_version is not None and expected_version != version:
-        raise ConcurrencyError(stream, expected_version, version)
-    position = batch.next_position
-    params = [
-        (position + i, stream, version + 1 + i, type_, data, meta, event_id, recorded_at)
-        for i, (stream, type_, data, meta, event_id, recorded_at) in enumerate(rows)
-    ]
-    try:
-        db.executemany(Q["insert_event"], params)
-    except sqlite3.IntegrityError as exc:
-        raise EventIdConflictError("the batch repeats an event id") from exc
-    batch.next_position = position + len(rows)
-    return AppendResult(
-        tuple(
-            RecordedEvent(p, s, v, t, orjson.loads(d), orjson.loads(m), now)
-            for p, s, v, t, d, m, _, _ in params
-        )
-    )
+    if len(set(append.ids)) != len(append.ids):
+        raise EventIdConflictError("the batch repeats an event id")
+    stream = append.stream
+    version = batch.versions.get(stream, 0)
+    if append.expected_version is not None and append.expected_version != version:
+        raise ConcurrencyError(stream, append.expected_version, version)
+    position, at = batch.next_position, append.recorded_at
+    for i, (type_, data, meta, event_id) in enumerate(
+        zip(append.types, append.data, append.metadata, append.ids, strict=True)
+    ):
+        row = (position + i, stream, version + 1 + i, type_, data, meta, event_id, at)
+        batch.rows.append(row)
+        batch.stored[event_id] = row
+    count = len(append.ids)
+    batch.next_position = position + count
+    batch.versions[stream] = version + count
+    return position, version + 1
 
 
 def _last_position(db: sqlite3.Connection) -> int:
@@ -409,8 +478,10 @@ def _last_position(db: sqlite3.Connection) -> int:
 def _decode_rows(rows: Sequence[Any]) -> list[RecordedEvent]:
     loads, timestamp = orjson.loads, _timestamp
     return [
-        RecordedEvent(position, stream, version, type_, loads(data), loads(meta), timestamp(at))
-        for position, stream, version, type_, data, meta, at in rows
+        RecordedEvent(
+            row[0], row[1], row[2], row[3], loads(row[4]), loads(row[5]), timestamp(row[6])
+        )
+        for row in rows
     ]
 
 

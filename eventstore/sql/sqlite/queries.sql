@@ -20,9 +20,15 @@ SELECT coalesce(max(position), 0) FROM events;
 -- name: stream_version
 SELECT coalesce(max(version), 0) FROM events WHERE stream = ?;
 
--- name: event_by_id
-SELECT position, stream, version, type, data, metadata, recorded_at
-FROM events WHERE event_id = ?;
+-- name: events_by_ids
+-- ?1 is a JSON array of event ids: one statement for a whole group commit.
+SELECT position, stream, version, type, data, metadata, recorded_at, event_id
+FROM events WHERE event_id IN (SELECT value FROM json_each(?1));
+
+-- name: stream_versions
+-- ?1 is a JSON array of stream names: one statement for a whole group commit.
+SELECT stream, max(version) FROM events
+WHERE stream IN (SELECT value FROM json_each(?1)) GROUP BY stream;
 
 -- name: insert_event
 INSERT INTO events (position, stream, version, type, data, metadata, event_id, recorded_at)
