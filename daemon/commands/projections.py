@@ -1,17 +1,66 @@
-"""`spotsync projections`: drop and rebuild the read models from the log."""
+"""`spotsync projections rebuild [--verify]`: drop and rebuild the read models from the log.
+
+Run it with the daemon stopped: the daemon's projection runner caches what it wrote.
+With ``--verify`` the log is folded into shadow tables first and compared row by row
+with the live ones; differences are listed and the exit status is 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+import anyio
 
 from daemon.cli import CommandError
+from daemon.config import load_settings
+from eventstore import EventStoreError, open_store
+from projections.rebuild import RebuildReport, rebuild
 
 HELP = "drop and rebuild the read models from the log"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rebuild_parser = actions.add_parser(
+        "rebuild", help="drop the read models and fold the whole log again (daemon stopped)"
+    )
+    rebuild_parser.add_argument(
+        "--verify", action="store_true", help="compare with the live read models and report"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise CommandError("not yet available in this version")
+    settings = load_settings(getattr(args, "config", None))
+    try:
+        report = anyio.run(_rebuild, settings.database, bool(args.verify))
+    except EventStoreError as exc:
+        raise CommandError(f"cannot rebuild from {settings.database}: {exc}") from None
+    print(
+        f"rebuilt the contract read models up to position {report.position} "
+        f"in {report.seconds:.1f}s"
+    )
+    if not report.verified:
+        return 0
+    if report.difference_count == 0:
+        print(f"verified: {report.rows_compared} rows, no differences")
+        return 0
+    print(f"{report.difference_count} differences from the live read models:")
+    for difference in report.differences:
+        print(f"  {difference.describe()}")
+    hidden = report.difference_count - len(report.differences)
+    if hidden:
+        print(f"  ... and {hidden} more")
+    return 1
+
+
+async def _rebuild(database: str, verify: bool) -> RebuildReport:
+    def progress(position: int, last: int) -> None:
+        if sys.stderr.isatty() and last:
+            print(f"\r{position}/{last} events", end="", file=sys.stderr, flush=True)
+
+    async with await open_store(database) as store:
+        report = await rebuild(store, verify=verify, on_progress=progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    return report
