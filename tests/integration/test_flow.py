@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pytest
 from daemon.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sandbox, SandboxOptions
 from eventstore import EventStore, MemoryEventStore, NewEvent
 from eventstore.envelope import format_timestamp, utcnow
+from handlers.reconciler import reconcile_once
 from handlers.spotdraft import RetryPolicy, SpotDraftClient, SpotDraftCredentials
 from handlers.worker import run_handlers
 from projections.events import EventType, contract_stream
@@ -184,3 +186,26 @@ async def test_a_template_field_mismatch_fails_with_the_fields_named(tmp_path: P
     assert error["status"] == 400
     assert error["fields"] == ["contract_data.no_such_field"]
     assert "contract_data.no_such_field" in error["fix"]
+
+
+async def test_lost_webhooks_are_repaired_by_the_reconciler(tmp_path: Path) -> None:
+    """With every webhook dropped, a reconciliation pass finds EXECUTED and the contract syncs."""
+    store = MemoryEventStore()
+    options = SandboxOptions(
+        webhook_url="http://receiver.test/webhooks/spotdraft", webhook_transport=_receiver(store)
+    )
+    async with Sandbox.serve(options) as sandbox:
+        sandbox.set_faults(replace(sandbox.faults, webhook_drop_rate=1.0))
+        async with _client(sandbox) as client, _daemon(store, sandbox, tmp_path):
+            await _request(store, "deal-quiet", send={})
+            with anyio.fail_after(20):
+                doc = await _wait_for_document(store, "deal-quiet", lambda d: d["sync"] == "sent")
+                await sandbox.advance(doc["spotdraft"]["id"])
+                await sandbox.advance(doc["spotdraft"]["id"])
+                later = utcnow() + timedelta(hours=1)
+                report = await reconcile_once(store, client, stale_after=900, batch=5, now=later)
+                doc = await _wait_for_document(store, "deal-quiet", lambda d: d["sync"] == "synced")
+        webhooks = await store.read_stream(contract_stream("deal-quiet"))
+    assert report.status_calls == 1
+    assert doc["status"] == "EXECUTED"
+    assert not [e for e in webhooks if e.type == EventType.WEBHOOK_RECEIVED]
