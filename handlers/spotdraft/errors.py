@@ -229,9 +229,9 @@ def permanent_error_for(
     fields = "".join(f"; {name}: {text}" for name, text in problems)
     if status == 400 and names:
         how = f"correct these fields: {', '.join(names)}"
+    problem = f"{operation} failed ({status}): {what}{': ' + said if said else ''}{fields}"
     return PermanentError(
-        f"{operation} failed ({status}): {what}{': ' + said if said else ''}{fields}. "
-        f"To fix: {how}",
+        f"{problem.rstrip('.')}. To fix: {how}",
         exchanges=exchanges,
         status=status,
         body=body,
