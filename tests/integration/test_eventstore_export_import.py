@@ -1,0 +1,132 @@
+"""`spotsync export` and `spotsync import` move a log between SQLite files intact."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import anyio
+import pytest
+
+from daemon.cli import main
+from eventstore import NewEvent, RecordedEvent, open_store
+
+
+def seed(path: Path) -> list[RecordedEvent]:
+    """A small log: two contracts and an intake stream, interleaved."""
+
+    async def write() -> list[RecordedEvent]:
+        async with await open_store(str(path)) as store:
+            for n in range(3):
+                for stream in ("contract-deal-1", "contract-deal-2", "intake"):
+                    await store.append(
+                        stream,
+                        [NewEvent("Happened", {"n": n, "text": "ünï"}, "api",
+                                  causation_id=f"c{n}")],
+                        expected_version=n,
+                    )
+            await store.append(
+                "contract-deal-1",
+                [NewEvent("Batch", {"i": i}, "webhook") for i in range(3)],
+                expected_version=3,
+            )
+            return [event async for event in store.read_all()]
+
+    return anyio.run(write)
+
+
+def read_log(path: Path) -> list[RecordedEvent]:
+    async def read() -> list[RecordedEvent]:
+        async with await open_store(str(path)) as store:
+            return [event async for event in store.read_all()]
+
+    return anyio.run(read)
+
+
+def essence(events: list[RecordedEvent]) -> list[tuple[object, ...]]:
+    return [(e.stream, e.version, e.type, e.data, dict(e.metadata)) for e in events]
+
+
+@pytest.fixture
+def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "source.db"
+    monkeypatch.setenv("SPOTSYNC_DATABASE", str(path))
+    return path
+
+
+def test_export_then_import_reproduces_the_log(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An import of an export into a fresh file gives the same streams, versions and payloads."""
+    original = seed(source)
+    assert main(["export"]) == 0
+    exported = capsys.readouterr().out
+    lines = [json.loads(line) for line in exported.splitlines()]
+    assert [line["position"] for line in lines] == list(range(1, len(original) + 1))
+    assert set(lines[0]) == {"position", "stream", "version", "type", "data", "metadata",
+                             "recorded_at"}
+    dump = tmp_path / "log.jsonl"
+    dump.write_text(exported)
+
+    target = tmp_path / "target.db"
+    monkeypatch.setenv("SPOTSYNC_DATABASE", str(target))
+    assert main(["import", str(dump)]) == 0
+    assert f"imported {len(original)} events" in capsys.readouterr().err
+    copied = read_log(target)
+    assert essence(copied) == essence(original)
+    assert [e.position for e in copied] == [e.position for e in original]
+
+
+def test_export_to_a_file_is_owner_only_and_filters_by_external_id(
+    source: Path, tmp_path: Path
+) -> None:
+    """--output writes an owner-only file; --external-id keeps only contract-ID's stream."""
+    seed(source)
+    out = tmp_path / "deal-1.jsonl"
+    assert main(["export", "--external-id", "deal-1", "--output", str(out)]) == 0
+    events = [RecordedEvent.from_json(line) for line in out.read_bytes().splitlines()]
+    assert {e.stream for e in events} == {"contract-deal-1"}
+    assert [e.version for e in events] == [1, 2, 3, 4, 5, 6]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_import_refuses_a_store_that_has_events_unless_forced(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Importing into a non-empty store is one clear error; --force adds only what is new."""
+    original = seed(source)
+    dump = tmp_path / "log.jsonl"
+    assert main(["export", "--output", str(dump)]) == 0
+    capsys.readouterr()
+    assert main(["import", str(dump)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "already holds" in error
+    assert "--force" in error
+    assert main(["import", "--force", str(dump)]) == 0
+    assert f"({len(original)} were already stored)" in capsys.readouterr().err
+    assert essence(read_log(source)) == essence(original)
+
+
+def test_import_names_the_broken_line(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A malformed line stops the import with the file and line number, not a traceback."""
+    dump = tmp_path / "broken.jsonl"
+    good = {"position": 1, "stream": "s", "version": 1, "type": "T", "data": {},
+            "metadata": {"event_id": "e1", "source": "api"},
+            "recorded_at": "2026-11-24T10:00:00.000000Z"}
+    dump.write_text(json.dumps(good) + "\n{not json\n")
+    assert main(["import", str(dump)]) == 2
+    assert f"{dump}:2: not an event envelope" in capsys.readouterr().err
+
+
+def test_export_without_a_store_says_so(
+    source: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exporting from a path with no database fails with one line instead of creating one."""
+    assert main(["export"]) == 2
+    assert "no event store at" in capsys.readouterr().err
+    assert not source.exists()
