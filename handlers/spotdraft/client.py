@@ -13,6 +13,7 @@ raise :class:`OutcomeUnknownError`: the caller looks the contract up before call
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from handlers.spotdraft.downloads import check_file_name, stream_to_file
 from handlers.spotdraft.errors import (
     ConfigurationError,
     OutcomeUnknownError,
+    PermanentError,
     TransientError,
     UnexpectedResponseError,
     permanent_error_for,
@@ -175,6 +177,10 @@ class SpotDraftClient:
         path = f"{CONTRACTS}/{_composite(composite_id)}/download_link"
         reply, exchanges = await self._api("get_download_link", "POST", path, {"format": wanted})
         value = self._object(reply, exchanges, "get_download_link", ("url", "file_name"))
+        # The url's query is its signature, a short-lived credential: events keep the rest.
+        last = exchanges[-1]
+        recorded = {**last.response_body, "url": without_query(str(value["url"]))}
+        exchanges = (*exchanges[:-1], dataclasses.replace(last, response_body=recorded))
         return Result(value, exchanges)
 
     async def find_by_external_id(self, external_id: str) -> Result[list[dict[str, Any]]]:
@@ -273,6 +279,23 @@ class SpotDraftClient:
             started = self._clock()
             try:
                 reply = await send()
+            except PermanentError as exc:  # raised while storing a download (too large)
+                exchanges.append(
+                    Exchange(
+                        operation,
+                        method,
+                        path,
+                        recorded_body,
+                        None,
+                        None,
+                        (self._clock() - started) * 1000,
+                        attempt,
+                        str(exc),
+                    )
+                )
+                raise PermanentError(
+                    str(exc), exchanges=tuple(exchanges), status=exc.status, body=exc.body
+                ) from exc
             except httpx.TransportError as exc:
                 error = _describe(exc)
                 exchanges.append(
@@ -441,6 +464,12 @@ def _describe(exc: httpx.TransportError) -> str:
     if isinstance(exc, httpx.RemoteProtocolError):
         return "protocol error (connection closed mid-answer)"
     return "network error"
+
+
+def without_query(url: str) -> str:
+    """``url`` without its query (where signed urls carry their signature) or fragment."""
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(query=None, fragment=None))
 
 
 def _composite(composite_id: str) -> str:

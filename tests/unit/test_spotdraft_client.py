@@ -186,6 +186,18 @@ async def test_download_link_sends_the_documented_upper_case_format() -> None:
 
 
 @pytest.mark.anyio
+async def test_the_recorded_download_link_keeps_no_signature() -> None:
+    """The caller gets the signed url; the exchange to store keeps it without its query."""
+    signed = "https://files.example/T-7.pdf?X-Amz-Signature=abc123&X-Amz-Expires=900"
+    recorder = Recorder(answer(200, {"url": signed, "file_name": "T-7.pdf"}))
+    async with client_for(recorder) as client:
+        result = await client.get_download_link("T-7")
+    assert result.value["url"] == signed
+    recorded = result.exchanges[-1].to_event_data()["response_body"]
+    assert recorded == {"url": "https://files.example/T-7.pdf", "file_name": "T-7.pdf"}
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("external_id", "segment"),
     [

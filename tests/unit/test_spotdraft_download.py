@@ -164,6 +164,7 @@ async def test_a_download_over_the_size_limit_is_refused(tmp_path: Path) -> None
         max_download_bytes=1000,
     )
     async with client:
-        with pytest.raises(PermanentError, match="larger than 1000 bytes"):
+        with pytest.raises(PermanentError, match="larger than 1000 bytes") as caught:
             await client.download(URL, tmp_path, "T-1.pdf")
     assert leftovers(tmp_path) == []
+    assert [exchange.attempt for exchange in caught.value.exchanges] == [1]
