@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
-        module: Command = importlib.import_module(f"daemon.commands.{module_name}")  # type: ignore[assignment]  # modules satisfy Command structurally
+        module: Command = importlib.import_module(f"daemon.commands.{module_name}")
         command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
         command_parser.add_argument(
             "--config", metavar="FILE", default=argparse.SUPPRESS,

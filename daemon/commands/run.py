@@ -1,17 +1,61 @@
-"""`spotsync run`: the daemon: HTTP server, handlers, reconciler and sink."""
+"""`spotsync run`: the daemon: HTTP server, handlers, reconciler and sink, until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+
+import anyio
 
 from daemon.cli import CommandError
+from daemon.config import Settings, load_settings
+from daemon.logging import configure_logging
+from daemon.runtime import Daemon
 
-HELP = "the daemon: HTTP server, handlers, reconciler and sink"
+HELP = "the daemon: HTTP server (webhooks, intake, query API), handlers, reconciler and sink"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument(
+        "--insecure-local",
+        action="store_true",
+        help="serve the /v1 API without SPOTSYNC_API_TOKEN (only for a loopback address)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default="json",
+        help="log lines as JSON objects (default) or readable text",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise CommandError("not yet available in this version")
+    settings = load_settings(getattr(args, "config", None))
+    if args.insecure_local and settings.listen_host not in ("127.0.0.1", "localhost", "::1"):
+        raise CommandError(
+            f"--insecure-local serves the API without a token, so it only listens on "
+            f"loopback; SPOTSYNC_LISTEN is {settings.listen}"
+        )
+    configure_logging(json=args.log_format == "json", secrets=_secrets(settings))
+    daemon = Daemon(settings, insecure_local=args.insecure_local)
+    try:
+        anyio.run(_serve, daemon)
+    except OSError as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+async def _serve(daemon: Daemon) -> None:
+    shutdown = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(daemon.run, shutdown)
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                print(f"spotsync run: {signal.Signals(signum).name}, stopping", file=sys.stderr)
+                shutdown.set()
+                break
+
+
+def _secrets(settings: Settings) -> list[str | None]:
+    return [settings.client_secret, settings.hmac_key, settings.api_token, settings.sink_secret]

@@ -1,0 +1,198 @@
+"""The composition root of ``spotsync run``: one task group owns every long-lived part.
+
+    run_daemon
+    ├── projections   (read models, caught up before the server reports ready)
+    ├── handlers      (reactions: SpotDraft calls, documents, sink)
+    ├── reconciler    (bounded status calls for overdue contracts)
+    └── HTTP server   (webhooks, intake, query API)
+
+Shutdown: the server stops accepting and drains in-flight requests (a webhook
+answered 200 is committed by then); then the workers are cancelled. Cancelling a
+handler mid-call is safe: its intent is in the log, and the next start resumes it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import httpx
+import structlog
+from anyio.abc import TaskStatus
+
+from daemon.config import ConfigError, Settings
+from daemon.http import create_app
+from daemon.http.metrics import Metrics
+from daemon.serving import BoundSocket, bind, serve_app
+from eventstore import EventStore, open_store
+from handlers.parked import list_parked
+from handlers.reconciler import run_reconciler
+from handlers.sink import Sink
+from handlers.spotdraft import RateBudget, SpotDraftClient, SpotDraftCredentials
+from handlers.worker import CHECKPOINT as HANDLERS_CHECKPOINT
+from handlers.worker import run_handlers
+from projections.runner import PROJECTION, run_projections
+
+log = structlog.get_logger("spotsync.daemon")
+
+# How long in-flight HTTP requests may take to finish once shutdown begins.
+GRACEFUL_SECONDS = 10.0
+
+
+def require_spotdraft(settings: Settings) -> None:
+    """``run`` needs SpotDraft's address and credentials; name every one that is missing."""
+    missing = [
+        variable
+        for variable, value in (
+            ("SPOTDRAFT_BASE_URL", settings.base_url),
+            ("SPOTDRAFT_CLIENT_ID", settings.client_id),
+            ("SPOTDRAFT_CLIENT_SECRET", settings.client_secret),
+            ("SPOTDRAFT_HMAC_KEY", settings.hmac_key),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError(f"missing settings: {', '.join(missing)}")
+
+
+@dataclass
+class Running:
+    """What a started daemon offers its owner (the CLI, the demo, the tests)."""
+
+    url: str
+    store: EventStore
+    metrics: Metrics
+    client: SpotDraftClient
+
+
+class Daemon:
+    """One daemon process's parts, built from settings; ``run`` serves until ``shutdown``."""
+
+    def __init__(self, settings: Settings, *, insecure_local: bool = False) -> None:
+        require_spotdraft(settings)
+        if settings.api_token is None and not insecure_local:
+            raise ConfigError(
+                "SPOTSYNC_API_TOKEN is not set: set it, or pass --insecure-local to serve "
+                "the API without a token on this machine only"
+            )
+        assert settings.base_url  # checked by require_spotdraft, for the type checker
+        assert settings.client_id
+        assert settings.client_secret
+        self.credentials = SpotDraftCredentials(
+            base_url=settings.base_url,
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+        )
+        self.settings = settings
+        self.insecure_local = insecure_local
+        self._workers_started = 0
+
+    async def run(
+        self,
+        shutdown: anyio.Event,
+        *,
+        bound: BoundSocket | None = None,
+        task_status: TaskStatus[Running] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        settings = self.settings
+        bound = bound or bind(settings.listen_host, settings.listen_port)
+        documents = Path(settings.documents_dir)
+        await anyio.Path(documents).mkdir(parents=True, exist_ok=True, mode=0o700)
+        async with AsyncExitStack() as stack:
+            store = await open_store(settings.database)
+            stack.push_async_callback(_close_store, store)
+            client = SpotDraftClient(self.credentials, budget=RateBudget(settings.rate_limit))
+            await stack.enter_async_context(client)
+            sink = None
+            if settings.sink_url:
+                sink = Sink(settings.sink_url, settings.sink_secret)
+                stack.push_async_callback(sink.aclose)
+            metrics = Metrics()
+
+            async def count_parked(metrics: Metrics) -> None:
+                metrics.set_parked(len(await list_parked(store)))
+
+            app = create_app(
+                store,
+                settings,
+                metrics=metrics,
+                subscriptions_running=lambda: self._workers_started == 3,
+                lag_checkpoints=(PROJECTION, HANDLERS_CHECKPOINT),
+                on_scrape=count_parked,
+                allow_anonymous=self.insecure_local,
+            )
+            async with anyio.create_task_group() as workers:
+                await workers.start(
+                    lambda task_status: run_projections(store, task_status=task_status)
+                )
+                self._workers_started += 1
+                await workers.start(
+                    lambda task_status: run_handlers(
+                        store, client, documents_dir=documents, sink=sink, task_status=task_status
+                    )
+                )
+                self._workers_started += 1
+                await workers.start(
+                    lambda task_status: run_reconciler(
+                        store,
+                        client,
+                        interval=settings.reconcile_interval,
+                        stale_after=settings.reconcile_stale_after,
+                        batch=settings.reconcile_batch,
+                        task_status=task_status,
+                    )
+                )
+                self._workers_started += 1
+                http_shutdown = anyio.Event()
+                async with anyio.create_task_group() as web:
+                    url = await web.start(
+                        lambda task_status: serve_app(
+                            app,
+                            bound,
+                            shutdown=http_shutdown,
+                            graceful_timeout=GRACEFUL_SECONDS,
+                            task_status=task_status,
+                        )
+                    )
+                    log.info("daemon started", url=url, database=_describe(settings.database))
+                    task_status.started(Running(url, store, metrics, client))
+                    await shutdown.wait()
+                    log.info("shutting down: draining in-flight requests")
+                    http_shutdown.set()
+                workers.cancel_scope.cancel()
+            log.info("daemon stopped")
+
+
+async def _close_store(store: EventStore) -> None:
+    # Closing must finish even while the daemon is being cancelled, but not hang it.
+    with anyio.CancelScope(shield=True), anyio.move_on_after(GRACEFUL_SECONDS):
+        await store.close()
+
+
+def _describe(database: str) -> str:
+    """The database for a log line: a path, or a URL without its password."""
+    if "://" not in database:
+        return os.path.abspath(database)
+    url = httpx.URL(database)
+    return str(url.copy_with(password=None)) if url.password else database
+
+
+@asynccontextmanager
+async def running_daemon(
+    settings: Settings, *, insecure_local: bool = False, bound: BoundSocket | None = None
+) -> AsyncIterator[Running]:
+    """Run a daemon for the duration of the block (the demo and the tests)."""
+    daemon = Daemon(settings, insecure_local=insecure_local)
+    shutdown = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        running: Running = await tg.start(
+            lambda task_status: daemon.run(shutdown, bound=bound, task_status=task_status)
+        )
+        try:
+            yield running
+        finally:
+            shutdown.set()
