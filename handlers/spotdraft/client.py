@@ -396,7 +396,9 @@ class SpotDraftClient:
         self, operation: str, path: str, attempt: int, why: str, retry_after: float | None
     ) -> None:
         delay = self._retry.delay(attempt, retry_after)
-        log.warning(
+        # Throttling is routine under load; failures of SpotDraft itself are worth a warning.
+        emit = log.info if why == "status 429" else log.warning
+        emit(
             "spotdraft.retry",
             operation=operation,
             path=path,

@@ -184,7 +184,8 @@ _HOW_TO_FIX = {
     "and non-individual counterparties need organization_type and organization_name",
     402: "check the contract's current status (a send needs DRAFT) and that the template "
     "allows the creator entity (entity_reference_id)",
-    403: "check that the API credentials, and user-email if set, may use this template or contract",
+    403: "check that the API credentials (SPOTDRAFT_CLIENT_ID, SPOTDRAFT_CLIENT_SECRET), and "
+    "user-email if set, may use this template or contract",
     404: "check the id, and that the template or contract belongs to this workspace and "
     "region (SPOTDRAFT_BASE_URL)",
     409: "fetch the current state before trying again",
