@@ -17,7 +17,8 @@ in the document: the handlers fold the stream itself and need it, the read model
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from eventstore.envelope import RecordedEvent, format_timestamp
@@ -31,7 +32,9 @@ from projections.events import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+# Not slotted: ``_evolve`` copies the instance __dict__, several times faster than
+# ``dataclasses.replace`` on a frozen class, which matters when rebuilding a long log.
+@dataclass(frozen=True)
 class ContractState:
     """What spotsync knows about one contract after a prefix of its stream."""
 
@@ -181,8 +184,8 @@ def apply(state: ContractState | None, event: RecordedEvent) -> ContractState:
     """The state after ``event``. Unknown event types only advance the bookkeeping."""
     if state is None:
         state = ContractState(external_id=external_id_of(event.stream) or event.stream)
-    stamp = format_timestamp(event.recorded_at)
-    state = replace(
+    stamp = _timestamp(event.recorded_at)
+    state = _evolve(
         state,
         version=event.version,
         last_position=event.position,
@@ -198,13 +201,13 @@ def merge_status(state: ContractState, status: str | None) -> ContractState:
     if not status or state.status in ("EXECUTED", "VOIDED"):
         return state
     if status == "VOIDED":
-        return replace(state, status="VOIDED", voided=True)
+        return _evolve(state, status="VOIDED", voided=True)
     if status == "ON_HOLD":
-        return replace(state, status="ON_HOLD")
+        return _evolve(state, status="ON_HOLD")
     rank = STATUS_ORDER.get(status)
     if rank is None or rank < state.max_rank:
         return state  # unknown, or a late report of an earlier stage
-    return replace(
+    return _evolve(
         state,
         status=status,
         max_rank=rank,
@@ -217,6 +220,26 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+_last_stamp: tuple[datetime | None, str] = (None, "")
+
+
+def _timestamp(moment: datetime) -> str:
+    # Events appended together share their recorded_at: format each instant once.
+    global _last_stamp
+    if _last_stamp[0] != moment:
+        _last_stamp = (moment, format_timestamp(moment))
+    return _last_stamp[1]
+
+
+def _evolve(state: ContractState, **changes: Any) -> ContractState:
+    """``state`` with ``changes``: ``dataclasses.replace`` without its per-call overhead."""
+    new = object.__new__(ContractState)
+    fields = new.__dict__
+    fields.update(state.__dict__)
+    fields.update(changes)
+    return new
+
+
 def _cleared(s: ContractState, *steps: str) -> str | None:
     """The deferred step, unless the fact being folded completes it."""
     return None if s.deferred in steps else s.deferred
@@ -226,7 +249,7 @@ def _requested(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> Cont
     request = d.get("request") or {}
     meta = request.get("external_metadata") or {} if isinstance(request, Mapping) else {}
     send = d.get("send")
-    return replace(
+    return _evolve(
         s,
         request=request,
         integration_name=_text(meta.get("integration_name")),
@@ -238,16 +261,16 @@ def _requested(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> Cont
 
 
 def _send_requested(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
-    return replace(s, send_requested=True, send_body=d.get("body") or s.send_body or {})
+    return _evolve(s, send_requested=True, send_body=d.get("body") or s.send_body or {})
 
 
 def _intended(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
-    return replace(s, intents=s.intents + 1, intent_open=True)
+    return _evolve(s, intents=s.intents + 1, intent_open=True)
 
 
 def _created(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
     contract_id = d.get("contract_id")
-    s = replace(
+    s = _evolve(
         s,
         spotdraft_id=_text(d.get("id")),
         contract_id=None if contract_id is None else int(contract_id),
@@ -259,11 +282,11 @@ def _created(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> Contra
 
 
 def _not_found(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
-    return replace(s, intent_open=False)
+    return _evolve(s, intent_open=False)
 
 
 def _sent(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
-    return merge_status(replace(s, sent=True, deferred=_cleared(s, "send")), "REDLINING")
+    return merge_status(_evolve(s, sent=True, deferred=_cleared(s, "send")), "REDLINING")
 
 
 def _status(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
@@ -274,16 +297,16 @@ def _webhook(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> Contra
     activity = d.get("activity")
     contract_id = d.get("contract_id")
     if isinstance(contract_id, int) and s.webhook_contract_id is None:
-        s = replace(s, webhook_contract_id=contract_id)
+        s = _evolve(s, webhook_contract_id=contract_id)
     if activity == ACTIVITY_DELETED:
-        return s if s.executed_seen else replace(s, voided=True)
+        return s if s.executed_seen else _evolve(s, voided=True)
     status = ACTIVITY_STATUS.get(str(activity))
     return s if status is None else merge_status(s, status)
 
 
 def _key_pointers(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
     pointers = dict(d.get("key_pointers") or {})
-    return replace(s, key_pointers=pointers, deferred=_cleared(s, "key_pointers"))
+    return _evolve(s, key_pointers=pointers, deferred=_cleared(s, "key_pointers"))
 
 
 def _document(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
@@ -291,17 +314,17 @@ def _document(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> Contr
         key: d.get(key)
         for key in ("path", "sha256", "bytes", "file_name", "download_url_expires_at")
     }
-    return replace(s, document=document, deferred=_cleared(s, "document"))
+    return _evolve(s, document=document, deferred=_cleared(s, "document"))
 
 
 def _deferred(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
-    return replace(s, deferred=_text(d.get("step")))
+    return _evolve(s, deferred=_text(d.get("step")))
 
 
 def _failed(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
     error = {key: d.get(key) for key in ("step", "status", "code", "message", "fix", "fields")}
     intent_open = False if d.get("step") == "create" else s.intent_open
-    return replace(s, error=error, intent_open=intent_open)
+    return _evolve(s, error=error, intent_open=intent_open)
 
 
 def _sink_delivered(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
@@ -310,18 +333,18 @@ def _sink_delivered(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) ->
     if parked is not None and parked.get("milestone") == milestone:
         parked = None
     notified = s.notified if milestone in s.notified else (*s.notified, milestone)
-    return replace(s, notified=notified, sink_parked=parked)
+    return _evolve(s, notified=notified, sink_parked=parked)
 
 
 def _sink_gave_up(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
     parked = {key: d.get(key) for key in ("milestone", "webhook_id", "attempts", "error")}
-    return replace(s, sink_parked=parked)
+    return _evolve(s, sink_parked=parked)
 
 
 def _retry(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
     # A failure told to the sink may be told again if the retry fails again.
     notified = tuple(m for m in s.notified if m != "failed")
-    return replace(s, error=None, sink_parked=None, deferred=None, notified=notified)
+    return _evolve(s, error=None, sink_parked=None, deferred=None, notified=notified)
 
 
 _Fold = Callable[[ContractState, Mapping[str, Any], RecordedEvent], ContractState]

@@ -46,7 +46,7 @@ async def rebuild(
     store: EventStore,
     *,
     verify: bool = False,
-    batch_size: int = 500,
+    batch_size: int = 2000,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> RebuildReport:
     """Drop and rebuild the live read models; with ``verify``, report how they differed."""

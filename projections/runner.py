@@ -95,6 +95,8 @@ class ContractProjection:
                 continue  # unmatched webhooks: stored for support, not part of a contract
             if external_id in touched:
                 before, current = touched[external_id]
+            elif event.version == 1:
+                before = current = None  # a new stream: nothing stored to read back
             else:
                 before = current = await self.state(external_id)
             touched[external_id] = (before, apply(current, event))
