@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -25,7 +26,7 @@ FAILED = {
 async def _seed(database: str) -> None:
     async with await open_store(database) as store:
         for external_id in ("deal-ok", "deal-bad"):
-            request = {"external_id": external_id, "request": {}, "send": None}
+            request: dict[str, Any] = {"external_id": external_id, "request": {}, "send": None}
             await store.append(
                 contract_stream(external_id),
                 [NewEvent(EventType.CONTRACT_REQUESTED, request, "intake")],

@@ -44,7 +44,7 @@ class FakeSpotDraft:
 
     async def create_contract(self, payload: dict[str, Any]) -> Result[dict[str, Any]]:
         number = len(self.contracts) + 1
-        contract = {
+        contract: dict[str, Any] = {
             "id": f"T-{number}",
             "contract_id": number,
             "contract_link": f"https://sd/{number}",

@@ -9,7 +9,7 @@ from eventstore import RecordedEvent
 from projections.events import EventType, contract_stream
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
-REQUEST = {
+REQUEST: dict[str, Any] = {
     "contract_template_id": 1204,
     "contract_data": {"customer_name": "Acme"},
     "counter_party_details": [],
