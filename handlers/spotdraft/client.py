@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -24,30 +22,14 @@ from urllib.parse import quote
 
 import anyio
 import httpx
-import structlog
 
+from handlers.spotdraft.attempts import Attempts, Reply, read_reply
 from handlers.spotdraft.credentials import SpotDraftCredentials
 from handlers.spotdraft.downloads import check_file_name, stream_to_file
-from handlers.spotdraft.errors import (
-    ConfigurationError,
-    OutcomeUnknownError,
-    PermanentError,
-    TransientError,
-    UnexpectedResponseError,
-    permanent_error_for,
-)
-from handlers.spotdraft.exchange import (
-    MAX_TEXT_BODY,
-    DownloadedFile,
-    Exchange,
-    Result,
-    cut,
-    recordable,
-)
+from handlers.spotdraft.errors import UnexpectedResponseError
+from handlers.spotdraft.exchange import DownloadedFile, Exchange, Result
 from handlers.spotdraft.pacing import Clock, RateBudget, Sleep
-from handlers.spotdraft.retry import RetryPolicy, parse_retry_after
-
-log = structlog.get_logger("spotsync.spotdraft")
+from handlers.spotdraft.retry import RetryPolicy
 
 CONTRACTS = "/api/v2.1/public/contracts"
 TEMPLATES = "/api/v2.1/public/templates"
@@ -56,17 +38,6 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0, pool=10.0)
 DEFAULT_MAX_DOWNLOAD = 200 * 1024 * 1024
 _COMPOSITE_ID = re.compile(r"^[HT\-0-9]+$")
 _TEMPLATE_ID = re.compile(r"^[0-9]+$")
-# Transport failures after which the request certainly never reached SpotDraft.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    status: int
-    headers: httpx.Headers
-    body: Any  # parsed JSON, text, or None; the full body, for the caller
-    recorded: Any  # what the exchange keeps of it
-    value: Any = None  # a downloaded file, for the download call
 
 
 class SpotDraftClient:
@@ -92,9 +63,13 @@ class SpotDraftClient:
     ) -> None:
         self._credentials = credentials
         self.budget = budget if budget is not None else RateBudget()
-        self._retry = retry if retry is not None else RetryPolicy(max_attempts=max_attempts)
-        self._sleep = sleep or anyio.sleep
-        self._clock = clock or anyio.current_time
+        self._attempts = Attempts(
+            credentials.base_url,
+            self.budget,
+            retry if retry is not None else RetryPolicy(max_attempts=max_attempts),
+            sleep=sleep,
+            clock=clock,
+        )
         # Download urls point at SpotDraft's file host (signed, temporary urls), which is
         # not the API and not under its per-workspace limit; pacing them would only slow
         # the API calls that are. Turn on if a deployment's file host shares the limit.
@@ -212,18 +187,18 @@ class SpotDraftClient:
         dest = Path(dest_dir)
         await anyio.Path(dest).mkdir(parents=True, exist_ok=True)
 
-        async def fetch() -> _Reply:
+        async def fetch() -> Reply:
             async with self._http.stream("GET", target, follow_redirects=True) as response:
                 if not response.is_success:
                     await response.aread()
-                    return _reply(response)
+                    return read_reply(response)
                 stored = await stream_to_file(
                     response.aiter_bytes(), dest, file_name, self._max_download_bytes
                 )
                 recorded = {"file_name": file_name, "bytes": stored.bytes, "sha256": stored.sha256}
-                return _Reply(response.status_code, response.headers, recorded, recorded, stored)
+                return Reply(response.status_code, response.headers, recorded, recorded, stored)
 
-        reply, exchanges = await self._attempts(
+        reply, exchanges = await self._attempts.run(
             "download",
             "GET",
             target.path,
@@ -246,171 +221,20 @@ class SpotDraftClient:
         body: dict[str, Any] | None = None,
         *,
         idempotent: bool = True,
-    ) -> tuple[_Reply, tuple[Exchange, ...]]:
+    ) -> tuple[Reply, tuple[Exchange, ...]]:
         headers = self._credentials.headers()
 
-        async def send() -> _Reply:
+        async def send() -> Reply:
             response = await self._http.request(method, path, json=body, headers=headers)
-            return _reply(response)
+            return read_reply(response)
 
-        return await self._attempts(
+        return await self._attempts.run(
             operation, method, path, body, send, idempotent=idempotent, paced=True
         )
 
-    async def _attempts(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        send: Callable[[], Awaitable[_Reply]],
-        *,
-        idempotent: bool,
-        paced: bool,
-    ) -> tuple[_Reply, tuple[Exchange, ...]]:
-        """Run ``send`` until it succeeds, fails permanently, or attempts run out."""
-        exchanges: list[Exchange] = []
-        recorded_body = recordable(body) if body is not None else None
-        url = f"{self._credentials.base_url}{path}" if path.startswith("/api/") else path
-        max_attempts = self._retry.max_attempts
-        for attempt in range(1, max_attempts + 1):
-            if paced:
-                await self.budget.acquire()
-            started = self._clock()
-            try:
-                reply = await send()
-            except PermanentError as exc:  # raised while storing a download (too large)
-                exchanges.append(
-                    Exchange(
-                        operation,
-                        method,
-                        path,
-                        recorded_body,
-                        None,
-                        None,
-                        (self._clock() - started) * 1000,
-                        attempt,
-                        str(exc),
-                    )
-                )
-                raise PermanentError(
-                    str(exc), exchanges=tuple(exchanges), status=exc.status, body=exc.body
-                ) from exc
-            except httpx.TransportError as exc:
-                error = _describe(exc)
-                exchanges.append(
-                    Exchange(
-                        operation,
-                        method,
-                        path,
-                        recorded_body,
-                        None,
-                        None,
-                        (self._clock() - started) * 1000,
-                        attempt,
-                        error,
-                    )
-                )
-                if isinstance(exc, httpx.UnsupportedProtocol):
-                    raise ConfigurationError(
-                        f"cannot reach {url}: {error}; check SPOTDRAFT_BASE_URL",
-                        exchanges=tuple(exchanges),
-                    ) from exc
-                if not idempotent and not isinstance(exc, _NOT_SENT):
-                    raise OutcomeUnknownError(
-                        f"{operation}: {error} after the request was sent; SpotDraft may have "
-                        "carried it out, so look the contract up before calling again",
-                        exchanges=tuple(exchanges),
-                    ) from exc
-                if attempt == max_attempts:
-                    raise TransientError(
-                        f"{operation}: {error} on all {attempt} attempts to reach {url}",
-                        exchanges=tuple(exchanges),
-                    ) from exc
-                await self._pause(operation, path, attempt, error, None)
-                continue
-
-            retry_after = (
-                parse_retry_after(reply.headers.get("retry-after"))
-                if reply.status == 429 or reply.status >= 500
-                else None
-            )
-            exchanges.append(
-                Exchange(
-                    operation,
-                    method,
-                    path,
-                    recorded_body,
-                    reply.status,
-                    reply.recorded,
-                    (self._clock() - started) * 1000,
-                    attempt,
-                    None,
-                    retry_after,
-                )
-            )
-            if 200 <= reply.status < 300:
-                return reply, tuple(exchanges)
-            if reply.status == 429:
-                if paced:
-                    self.budget.throttle(retry_after)
-            elif reply.status >= 500:
-                if not idempotent:
-                    raise OutcomeUnknownError(
-                        f"{operation}: SpotDraft answered {reply.status}; it may still have "
-                        "carried the request out, so look the contract up before calling again",
-                        exchanges=tuple(exchanges),
-                        status=reply.status,
-                        retry_after=retry_after,
-                    )
-            else:
-                raise permanent_error_for(
-                    operation=operation,
-                    method=method,
-                    url=url,
-                    status=reply.status,
-                    body=reply.body,
-                    location=reply.headers.get("location"),
-                    exchanges=tuple(exchanges),
-                )
-            status_text = f"status {reply.status}"
-            if retry_after is not None and retry_after > self._retry.max_retry_after:
-                raise TransientError(
-                    f"{operation}: SpotDraft asked to wait {retry_after:.0f}s ({status_text}), "
-                    f"longer than the {self._retry.max_retry_after:.0f}s spotsync waits in line",
-                    exchanges=tuple(exchanges),
-                    status=reply.status,
-                    retry_after=retry_after,
-                )
-            if attempt == max_attempts:
-                raise TransientError(
-                    f"{operation}: SpotDraft answered {status_text} on all {attempt} attempts",
-                    exchanges=tuple(exchanges),
-                    status=reply.status,
-                    retry_after=retry_after,
-                )
-            await self._pause(operation, path, attempt, status_text, retry_after)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _pause(
-        self, operation: str, path: str, attempt: int, why: str, retry_after: float | None
-    ) -> None:
-        delay = self._retry.delay(attempt, retry_after)
-        # Throttling is routine under load; failures of SpotDraft itself are worth a warning.
-        emit = log.info if why == "status 429" else log.warning
-        emit(
-            "spotdraft.retry",
-            operation=operation,
-            path=path,
-            attempt=attempt,
-            reason=why,
-            delay_s=round(delay, 3),
-        )
-        await self._sleep(delay)
-
     @staticmethod
     def _object(
-        reply: _Reply, exchanges: tuple[Exchange, ...], operation: str, required: tuple[str, ...]
+        reply: Reply, exchanges: tuple[Exchange, ...], operation: str, required: tuple[str, ...]
     ) -> dict[str, Any]:
         body = reply.body
         if not isinstance(body, dict) or any(key not in body for key in required):
@@ -425,7 +249,7 @@ class SpotDraftClient:
 
     @staticmethod
     def _array(
-        reply: _Reply, exchanges: tuple[Exchange, ...], operation: str
+        reply: Reply, exchanges: tuple[Exchange, ...], operation: str
     ) -> list[dict[str, Any]]:
         body = reply.body
         if isinstance(body, list) and all(isinstance(item, dict) for item in body):
@@ -437,35 +261,6 @@ class SpotDraftClient:
             status=reply.status,
             body=body,
         )
-
-
-def _reply(response: httpx.Response) -> _Reply:
-    """Parse a read response: JSON when it is JSON, else its text, else None."""
-    content = response.content
-    if not content.strip():
-        return _Reply(response.status_code, response.headers, None, None)
-    try:
-        body: Any = response.json()
-    except ValueError:
-        text = response.text
-        return _Reply(response.status_code, response.headers, text, cut(text, MAX_TEXT_BODY))
-    return _Reply(response.status_code, response.headers, body, recordable(body))
-
-
-def _describe(exc: httpx.TransportError) -> str:
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "connect timeout"
-    if isinstance(exc, httpx.PoolTimeout):
-        return "pool timeout"
-    if isinstance(exc, httpx.TimeoutException):
-        return "timeout"
-    if isinstance(exc, httpx.ConnectError):
-        return "connect error"
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return "unsupported protocol"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "protocol error (connection closed mid-answer)"
-    return "network error"
 
 
 def without_query(url: str) -> str:

@@ -65,7 +65,7 @@ def client_for(script: Script, **kwargs: Any) -> SpotDraftClient:
         budget=kwargs.pop("budget", RateBudget.unlimited(clock=script.clock, sleep=script.sleep)),
         transport=httpx.MockTransport(script),
         retry=retry,
-        sleep=script.sleep,
+        sleep=kwargs.pop("sleep", script.sleep),
         **kwargs,
     )
 
@@ -225,15 +225,13 @@ async def test_send_is_not_retried_after_a_timeout() -> None:
 async def test_cancellation_during_a_backoff_wait_stops_the_call() -> None:
     """Cancelling the caller while it waits to retry ends the call; no further attempt."""
     script = Script(status(503), status(200, STATUS))
+    with anyio.CancelScope() as scope:
 
-    async with client_for(script) as client:
-        with anyio.CancelScope() as scope:
+        async def cancelled_sleep(seconds: float) -> None:
+            scope.cancel()
+            await anyio.sleep_forever()
 
-            async def cancelled_sleep(seconds: float) -> None:
-                scope.cancel()
-                await anyio.sleep_forever()
-
-            client._sleep = cancelled_sleep
+        async with client_for(script, sleep=cancelled_sleep) as client:
             await client.get_status("T-1")
     assert scope.cancelled_caught
     assert len(script.requests) == 1
