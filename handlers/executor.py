@@ -14,15 +14,17 @@ event. Errors are sorted once, here:
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import structlog
 
 from eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEvent
-from eventstore.envelope import Source
+from eventstore.envelope import Source, parse_timestamp, utcnow
 from handlers.api import SpotDraftAPI
 from handlers.decisions import (
     Command,
@@ -51,7 +53,10 @@ log = structlog.get_logger("spotsync.handlers")
 _NAMESPACE = uuid.UUID("0b6f4c1e-54b8-4b8e-9d0e-6c3f1f0f5a77")
 # A command that calls for a follow-up (lookup after an unknown create, create after an
 # empty lookup) runs again at once, at most this many times per trigger.
-MAX_ROUNDS = 4
+MAX_ROUNDS = 6
+# How long a create may be in flight (client timeouts and retries before SpotDraft acted):
+# an intent younger than this with no outcome may belong to a live worker.
+INTENT_LEASE = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +75,12 @@ class Executor:
         *,
         documents_dir: Path,
         sink: Sink | None = None,
+        intent_lease: float = INTENT_LEASE,
     ) -> None:
+        self.intent_lease = intent_lease
+        # Intents this executor recorded itself (external_id, attempt): their outcome is
+        # known to be unknown here, no other worker is waiting on them.
+        self._own_intents: OrderedDict[tuple[str, int], None] = OrderedDict()
         self.store = store
         self.client = client
         self.documents_dir = Path(documents_dir)
@@ -99,7 +109,7 @@ class Executor:
         if isinstance(command, NotifySink):
             return await self._notify(trigger, command, current), False
         if isinstance(command, LookupContract):
-            outcome = await self._lookup(current)
+            outcome = await self._lookup(trigger, current)
         elif isinstance(command, SendContract):
             outcome = await self._send(command, current)
         elif isinstance(command, PullKeyPointers):
@@ -128,11 +138,16 @@ class Executor:
         try:
             result = await self.store.append(stream, [intent], expected_version=current.version)
         except ConcurrencyError:
-            # Someone appended meanwhile (a webhook, another worker): decide again.
-            return await self._refresh(current), True
+            # Someone appended meanwhile. Another worker's intent means it is creating
+            # right now: leave it to that worker. Anything else (a webhook): decide again.
+            fresh = await self._refresh(current)
+            return fresh, fresh.intents == current.intents
         current = await self._refresh(current)
         if result.duplicate:
             return current, False  # another worker recorded this very intent and creates
+        self._own_intents[(current.external_id, attempt)] = None
+        if len(self._own_intents) > 10_000:
+            self._own_intents.popitem(last=False)
         try:
             created = await self.client.create_contract(dict(current.request or {}))
         except SpotDraftError as exc:
@@ -150,13 +165,19 @@ class Executor:
             outcome = _Outcome([*events, NewEvent(EventType.CONTRACT_CREATED, fact, "api")])
         return await self._record(trigger, current, outcome.events), outcome.again
 
-    async def _lookup(self, current: ContractState) -> _Outcome:
+    async def _lookup(self, trigger: RecordedEvent, current: ContractState) -> _Outcome:
         try:
             found = await self.client.find_by_external_id(current.external_id)
         except SpotDraftError as exc:
             return self._failure("lookup", exc)
         events = self._calls(found.exchanges)
         matches = [c for c in found.value if _external_id(c) in (None, current.external_id)]
+        if not matches and self._intent_remaining(current) > 0:
+            # A young intent may be another worker's create still in flight: wait for its
+            # outcome (or the lease to run out), then look again before ever creating.
+            current = await self._record(trigger, current, events)
+            await self._await_outcome(current)
+            return _Outcome([], again=True)
         if not matches:
             empty = {"external_id": current.external_id}
             return _Outcome([*events, NewEvent(EventType.CONTRACT_NOT_FOUND, empty, "api")], True)
@@ -172,6 +193,23 @@ class Executor:
             "found_by_lookup": True,
         }
         return _Outcome([*events, NewEvent(EventType.CONTRACT_CREATED, fact, "api")])
+
+    def _intent_remaining(self, current: ContractState) -> float:
+        if not current.intent_open or current.intent_at is None:
+            return 0.0
+        if (current.external_id, current.intents) in self._own_intents:
+            return 0.0
+        age = (utcnow() - parse_timestamp(current.intent_at)).total_seconds()
+        return self.intent_lease - age
+
+    async def _await_outcome(self, current: ContractState) -> None:
+        with anyio.move_on_after(self._intent_remaining(current)):
+            while True:
+                position = await self.store.last_position()
+                fresh = await self._refresh(current)
+                if fresh.created or not fresh.intent_open or fresh.intents > current.intents:
+                    return
+                await self.store.wait_for_append(position)
 
     async def _send(self, command: SendContract, current: ContractState) -> _Outcome:
         composite = str(current.spotdraft_id)
@@ -265,6 +303,8 @@ class Executor:
                 trigger, current, [NewEvent(EventType.SINK_DELIVERED, fact, "sink")]
             )
         data = public_view(current.to_document())
+        if command.milestone == "synced":
+            data["sync"] = "synced"  # what this very delivery makes true
         last_error = ""
 
         async def record(attempt: SinkAttempt) -> None:

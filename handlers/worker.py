@@ -28,6 +28,8 @@ from projections.events import external_id_of
 log = structlog.get_logger("spotsync.handlers")
 
 CHECKPOINT = "handlers"
+HANDLE_ATTEMPTS = 3
+RETRY_DELAY = 0.5  # seconds, times the attempt number
 
 
 class HandlerRunner:
@@ -91,16 +93,29 @@ class HandlerRunner:
             while lane:
                 event = lane[0]
                 try:
-                    await self.handle(event)
-                except Exception:
-                    # A bug or a store outage must not stop every other contract; the
-                    # reconciler's next nudge re-runs whatever this left undone.
-                    log.exception("handler failed", stream=stream, position=event.position)
+                    await self._handle_with_retries(event)
                 finally:
                     lane.popleft()
                     self._finish(event.position)
             # No await between the empty check and this: a new event starts a new lane.
             del self._lanes[stream]
+
+    async def _handle_with_retries(self, event: RecordedEvent) -> None:
+        # Handling is idempotent (commands are refined against the current state), so a
+        # store hiccup is simply tried again. A bug or a longer outage must not stop every
+        # other contract: after the last attempt the event is logged and passed, and the
+        # reconciler's next nudge re-runs whatever it left undone.
+        for attempt in range(1, HANDLE_ATTEMPTS + 1):
+            try:
+                await self.handle(event)
+            except Exception:
+                log.exception(
+                    "handler failed", stream=event.stream, position=event.position, attempt=attempt
+                )
+                if attempt < HANDLE_ATTEMPTS:
+                    await anyio.sleep(RETRY_DELAY * attempt)
+            else:
+                return
 
     async def handle(self, event: RecordedEvent) -> None:
         """Decide on ``event`` with the state before it, then run the commands it calls for."""

@@ -53,6 +53,7 @@ class ContractState:
     max_rank: int = -1
     intents: int = 0
     intent_open: bool = False
+    intent_at: str | None = None
     sent: bool = False
     executed_seen: bool = False
     voided: bool = False
@@ -122,6 +123,7 @@ class ContractState:
             "_max_rank": self.max_rank,
             "_intents": self.intents,
             "_intent_open": self.intent_open,
+            "_intent_at": self.intent_at,
             "_sent": self.sent,
             "_executed_seen": self.executed_seen,
             "_voided": self.voided,
@@ -152,6 +154,7 @@ class ContractState:
             max_rank=int(doc.get("_max_rank", -1)),
             intents=int(doc.get("_intents", 0)),
             intent_open=bool(doc.get("_intent_open")),
+            intent_at=doc.get("_intent_at"),
             sent=bool(doc.get("_sent")),
             executed_seen=bool(doc.get("_executed_seen")),
             voided=bool(doc.get("_voided")),
@@ -265,7 +268,7 @@ def _send_requested(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) ->
 
 
 def _intended(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:
-    return _evolve(s, intents=s.intents + 1, intent_open=True)
+    return _evolve(s, intents=s.intents + 1, intent_open=True, intent_at=s.updated_at)
 
 
 def _created(s: ContractState, d: Mapping[str, Any], e: RecordedEvent) -> ContractState:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 from eventstore import MemoryEventStore
-from handlers.spotdraft import OutcomeUnknownError
+from handlers.executor import Executor
+from handlers.spotdraft import OutcomeUnknownError, Result
+from handlers.worker import HandlerRunner
 from projections.events import EventType
 from tests.unit.test_handlers_support import (
     FakeSpotDraft,
@@ -17,6 +21,7 @@ from tests.unit.test_handlers_support import (
     permanent,
     request,
     settle,
+    state_of,
     transient,
     webhook,
 )
@@ -127,3 +132,38 @@ async def test_restart_reprocesses_from_the_checkpoint_without_repeating_calls(
     assert client.calls["create_contract"] == 1
     assert client.calls["send_to_counterparties"] == 1
     assert state.sync == "sent"
+
+
+async def test_two_workers_on_one_log_create_once(tmp_path: Path) -> None:
+    """Two handler processes racing on the same request: one intent wins, one create call."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    gate = anyio.Event()
+    create = client.create_contract
+
+    async def slow_create(payload: dict[str, Any]) -> Result[dict[str, Any]]:
+        await gate.wait()
+        return await create(payload)
+
+    client.create_contract = slow_create  # type: ignore[method-assign]  # a slower SpotDraft
+    runners = [
+        HandlerRunner(store, Executor(store, client, documents_dir=tmp_path), name=f"w{n}")
+        for n in range(2)
+    ]
+    await request(store)
+    async with anyio.create_task_group() as tg:
+        for runner in runners:
+            await tg.start(functools.partial(runner.run))
+        with anyio.fail_after(5):
+            while not any(
+                e.type == EventType.CONTRACT_CREATE_INTENDED
+                for e in await store.read_stream("contract-deal-1")
+            ):
+                await store.wait_for_append(await store.last_position())
+            await anyio.wait_all_tasks_blocked()
+            gate.set()
+            for runner in runners:
+                await settle(store, checkpoint=runner.name)
+        tg.cancel_scope.cancel()
+    state = await state_of(store)
+    assert client.calls["create_contract"] == 1
+    assert (state.sync, state.intents) == ("created", 1)
