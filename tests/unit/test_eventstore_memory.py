@@ -13,7 +13,9 @@ class TestMemoryEventStore(EventStoreContract):
 
     @pytest.fixture
     def open_store(self) -> StoreFactory:
+        shared = MemoryEventStore()  # "the same database" for every open within a test
+
         async def open_() -> EventStore:
-            return MemoryEventStore()
+            return shared
 
         return open_
