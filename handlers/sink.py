@@ -90,6 +90,12 @@ class Sink:
         if self._owns_http:
             await self._http.aclose()
 
+    async def __aenter__(self) -> Sink:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     def headers(self, webhook_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
         stamp = int(time.time()) if timestamp is None else timestamp
         headers = {
