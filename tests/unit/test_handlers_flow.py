@@ -167,3 +167,24 @@ async def test_two_workers_on_one_log_create_once(tmp_path: Path) -> None:
     state = await state_of(store)
     assert client.calls["create_contract"] == 1
     assert (state.sync, state.intents) == ("created", 1)
+
+
+async def test_a_crash_before_the_create_reached_spotdraft_creates_after_lookup(
+    tmp_path: Path,
+) -> None:
+    """An intent left by a dead worker whose POST never arrived: lookup, then one create."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    await request(store)
+    await append(store, EventType.CONTRACT_CREATE_INTENDED, {"attempt": 1}, source="api")
+    executor = Executor(store, client, documents_dir=tmp_path, intent_lease=0.0)
+    runner = HandlerRunner(store, executor)
+    async with anyio.create_task_group() as tg:
+        await tg.start(functools.partial(runner.run))
+        with anyio.fail_after(5):
+            state = await settle(store)
+        tg.cancel_scope.cancel()
+    types = [e.type for e in await store.read_stream("contract-deal-1")]
+    assert client.calls["find_by_external_id"] == 1
+    assert client.calls["create_contract"] == 1
+    assert EventType.CONTRACT_NOT_FOUND in types
+    assert (state.sync, state.intents) == ("created", 2)
