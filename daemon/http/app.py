@@ -44,6 +44,13 @@ class HttpConfig(Protocol):
     def hmac_key(self) -> str | None: ...
 
 
+async def contracts_collection(request: Request) -> Response:
+    # One route for both methods, so a 405 elsewhere on the path lists both in Allow.
+    if request.method == "POST":
+        return await submit_contract(request)
+    return await list_contracts(request)
+
+
 async def healthz(request: Request) -> Response:
     return ORJSONResponse({"status": "ok"})
 
@@ -119,8 +126,7 @@ def create_app(
         raise ValueError("SPOTSYNC_API_TOKEN must not be blank")
     routes = [
         Route("/webhooks/spotdraft", receive_webhook, methods=["POST"]),
-        Route("/v1/contracts", protected(submit_contract), methods=["POST"]),
-        Route("/v1/contracts", protected(list_contracts), methods=["GET"]),
+        Route("/v1/contracts", protected(contracts_collection), methods=["GET", "POST"]),
         Route("/v1/contracts/{external_id}", protected(get_contract), methods=["GET"]),
         Route("/v1/contracts/{external_id}/send", protected(send_contract), methods=["POST"]),
         Route("/v1/contracts/{external_id}/events", protected(contract_events), methods=["GET"]),

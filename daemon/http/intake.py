@@ -19,7 +19,13 @@ from starlette.responses import Response
 from daemon.http.errors import ApiError, ORJSONResponse
 from daemon.http.limits import read_body
 from daemon.http.metrics import Metrics
-from daemon.http.validation import SEND_FIELD, is_valid_external_id, validate_intake, validate_send
+from daemon.http.validation import (
+    SEND_FIELD,
+    is_valid_external_id,
+    normalise_integers,
+    validate_intake,
+    validate_send,
+)
 from eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEvent
 from projections.events import EventType, contract_stream
 
@@ -67,6 +73,7 @@ async def submit_contract(request: Request) -> Response:
     errors = validate_intake(body)
     if errors:
         raise ApiError(422, "the contract request is not valid", fields=errors)
+    normalise_integers(body)
     external_id: str = body["external_metadata"]["id"]
     send = body.get(SEND_FIELD)
     contract_request = {k: v for k, v in body.items() if k != SEND_FIELD}

@@ -9,8 +9,21 @@ from __future__ import annotations
 from typing import Any
 
 from daemon import __version__
-from daemon.http.queries import DEFAULT_LIMIT, MAX_LIMIT, STATUSES, SYNC_PHASES
-from daemon.http.validation import ATTACHMENT_FORMATS, EXTERNAL_ID_MAX_LENGTH, EXTERNAL_ID_PATTERN
+from daemon.http.queries import (
+    CURSOR_ALPHABET,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_VERSION,
+    STATUSES,
+    SYNC_PHASES,
+)
+from daemon.http.validation import (
+    ATTACHMENT_FORMATS,
+    EXTERNAL_ID_MAX_LENGTH,
+    EXTERNAL_ID_PATTERN,
+    INTEGER_MAX,
+    VISIBLE_PATTERN,
+)
 
 Schema = dict[str, Any]
 
@@ -27,8 +40,9 @@ def _obj(properties: Schema, required: tuple[str, ...] = (), **extra: Any) -> Sc
 
 
 _STR: Schema = {"type": "string"}
+_INT: Schema = {"type": "integer", "minimum": -INTEGER_MAX, "maximum": INTEGER_MAX}
 _STR_LIST: Schema = {"type": "array", "items": _STR}
-_NONEMPTY: Schema = {"type": "string", "pattern": r"\S"}
+_NONEMPTY: Schema = {"type": "string", "pattern": VISIBLE_PATTERN}
 
 EXTERNAL_ID: Schema = {
     "type": "string",
@@ -82,7 +96,7 @@ COUNTERPARTY = _obj(
 
 CONTRACT_REQUEST = _obj(
     {
-        "contract_template_id": {"type": "integer"},
+        "contract_template_id": _INT,
         "contract_data": {"type": "object"},
         "counter_party_details": {"type": "array", "minItems": 1, "items": COUNTERPARTY},
         "external_metadata": _obj(
@@ -118,7 +132,7 @@ CONTRACT_REQUEST = _obj(
                     "title": _STR,
                     "is_counterparty_signatory": {"type": "boolean"},
                     "counterparty_name": _STR,
-                    "sign_order": {"type": "integer"},
+                    "sign_order": _INT,
                     "note": _STR,
                 },
                 ("name", "email", "is_counterparty_signatory"),
@@ -262,7 +276,11 @@ def openapi_document() -> Schema:
                         },
                         "Page size.",
                     ),
-                    _query("cursor", {"type": "string"}, "next_cursor of the previous page."),
+                    _query(
+                        "cursor",
+                        {"type": "string", "pattern": CURSOR_ALPHABET.pattern.join("^$")},
+                        "next_cursor of the previous page.",
+                    ),
                 ],
                 "responses": {
                     "200": _json(
@@ -316,7 +334,7 @@ def openapi_document() -> Schema:
                     _PATH_ID,
                     _query(
                         "from_version",
-                        {"type": "integer", "minimum": 1},
+                        {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
                         "First stream version to return.",
                     ),
                 ],

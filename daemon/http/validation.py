@@ -13,9 +13,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 EXTERNAL_ID_MAX_LENGTH = 255
-_FORBIDDEN = r"/\\\x00-\x1f\x7f-\x9f\ud800-\udfff"  # slashes, Cc, lone surrogates
+INTEGER_MAX = 2**63 - 1  # what a database integer column (and SpotDraft) can hold
+_FORBIDDEN = r"/\\\x00-\x1f\x7f-\x9f"  # slashes and Unicode Cc
 EXTERNAL_ID_PATTERN = rf"^(?!\.\.?$)[^\s{_FORBIDDEN}](?:[^{_FORBIDDEN}]*[^\s{_FORBIDDEN}])?$"
 _EXTERNAL_ID = re.compile(EXTERNAL_ID_PATTERN)
+# Apart from the published pattern: JSON cannot carry lone surrogates (orjson refuses
+# them), and a surrogate range makes the pattern unusable to Rust-regex-based tools.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+# "Not blank": some character that is neither whitespace nor an information separator
+# (\x1c-\x1f count as whitespace to Python but not to Unicode; this agrees with both).
+VISIBLE_PATTERN = r"[^\s\x1c-\x1f]"
+_VISIBLE = re.compile(VISIBLE_PATTERN)
 
 ATTACHMENT_FORMATS = ("PDF", "DOCX", "TEMPLATE")
 SEND_FIELD = "send_to_counterparties"
@@ -28,6 +37,7 @@ def is_valid_external_id(value: object) -> bool:
         isinstance(value, str)
         and 0 < len(value) <= EXTERNAL_ID_MAX_LENGTH
         and _EXTERNAL_ID.match(value) is not None
+        and _SURROGATE.search(value) is None
     )
 
 
@@ -36,7 +46,20 @@ def _add(errors: Errors, field: str, message: str) -> None:
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    # JSON Schema counts 2.0 as an integer, and so does SpotDraft; normalise_integers
+    # turns such values into ints before they are stored.
+    if isinstance(value, float):
+        return value.is_integer() and abs(value) <= INTEGER_MAX
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= INTEGER_MAX
+
+
+def normalise_integers(body: dict[str, Any]) -> None:
+    """Integral floats in the integer fields of a valid request become ints, in place."""
+    if isinstance(body.get("contract_template_id"), float):
+        body["contract_template_id"] = int(body["contract_template_id"])
+    for signatory in body.get("signatories") or ():
+        if isinstance(signatory, dict) and isinstance(signatory.get("sign_order"), float):
+            signatory["sign_order"] = int(signatory["sign_order"])
 
 
 def _check(errors: Errors, field: str, value: object, kind: str) -> bool:
@@ -116,17 +139,18 @@ def _validate_counterparty(errors: Errors, at: str, party: object) -> None:
     if _required(errors, party, prefix, "poc_details", "object"):
         poc = party["poc_details"]
         for name in ("first_name", "email"):
-            if (
-                _required(errors, poc, prefix + "poc_details.", name, "string")
-                and not poc[name].strip()
-            ):
+            if _required(
+                errors, poc, prefix + "poc_details.", name, "string"
+            ) and not _VISIBLE.search(poc[name]):
                 _add(errors, f"{prefix}poc_details.{name}", "must not be empty")
         _optional(errors, poc, prefix + "poc_details.", {"last_name": "string"})
     if individual and party["is_individual"] is False:
         org = party.get("organization_name")
         if org is None:
             _add(errors, prefix + "organization_name", "is required when is_individual is false")
-        elif _check(errors, prefix + "organization_name", org, "string") and not org.strip():
+        elif _check(errors, prefix + "organization_name", org, "string") and not _VISIBLE.search(
+            org
+        ):
             _add(errors, prefix + "organization_name", "must not be empty")
     else:
         _optional(errors, party, prefix, {"organization_name": "string"})

@@ -298,3 +298,16 @@ async def test_send_body_of_null_is_422(client: httpx.AsyncClient) -> None:
         "/v1/contracts/deal-10/send", content=b"null", headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 422
+
+
+@pytest.mark.anyio
+async def test_integral_floats_count_as_integers_and_are_stored_as_ints(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    """1204.0 is an integer to JSON Schema; it is accepted and stored as 1204."""
+    response = await client.post("/v1/contracts", json=acme("floaty", contract_template_id=1204.0))
+    assert response.status_code == 202
+    [event] = await store.read_stream("contract-floaty")
+    assert type(event.data["request"]["contract_template_id"]) is int
+    bad = await client.post("/v1/contracts", json=acme("floaty-2", contract_template_id=1.5))
+    assert fields_of(bad) == {"contract_template_id"}
