@@ -1,12 +1,10 @@
 """The OpenAPI 3.1 description served at ``/openapi.json``.
 
-Written by hand to say exactly what the code does (validation.py holds the same rules
-for intake payloads), so a fuzzer driven by it finds real bugs, not schema drift.
+Written by hand to say exactly what the code does (schemas.py states the rules that
+validation.py enforces), so a fuzzer driven by it finds real bugs, not schema drift.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from daemon import __version__
 from daemon.http.queries import (
@@ -17,193 +15,19 @@ from daemon.http.queries import (
     STATUSES,
     SYNC_PHASES,
 )
-from daemon.http.validation import (
-    ATTACHMENT_FORMATS,
-    EXTERNAL_ID_MAX_LENGTH,
-    EXTERNAL_ID_PATTERN,
-    INTEGER_MAX,
-    VISIBLE_PATTERN,
+from daemon.http.schemas import (
+    ACCEPTED,
+    CONTRACT,
+    CONTRACT_REQUEST,
+    ENVELOPE,
+    ERROR,
+    EXTERNAL_ID,
+    SEND_REQUEST,
+    STR,
+    Schema,
+    obj,
+    ref,
 )
-
-Schema = dict[str, Any]
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _obj(properties: Schema, required: tuple[str, ...] = (), **extra: Any) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties, **extra}
-    if required:
-        schema["required"] = list(required)
-    return schema
-
-
-_STR: Schema = {"type": "string"}
-_INT: Schema = {"type": "integer", "minimum": -INTEGER_MAX, "maximum": INTEGER_MAX}
-_STR_LIST: Schema = {"type": "array", "items": _STR}
-_NONEMPTY: Schema = {"type": "string", "pattern": VISIBLE_PATTERN}
-
-EXTERNAL_ID: Schema = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": EXTERNAL_ID_MAX_LENGTH,
-    "pattern": EXTERNAL_ID_PATTERN,
-    "description": "The source system's record id: 1-255 characters, no control characters,"
-    " no / or \\, no leading or trailing whitespace, not '.' or '..'.",
-}
-
-SEND_REQUEST = _obj(
-    {
-        "attachment_formats": {"type": "array", "items": {"enum": list(ATTACHMENT_FORMATS)}},
-        "to_emails": _STR_LIST,
-        "cc_emails": _STR_LIST,
-        "bcc_emails": _STR_LIST,
-        "custom_message": _STR,
-        "subject": _STR,
-        "extra_attachments": {
-            "type": "array",
-            "items": _obj(
-                {"file_name": _STR, "mime_type": _STR, "content_base64": _STR},
-                ("file_name", "mime_type", "content_base64"),
-            ),
-        },
-    },
-    description="The body of SpotDraft's send_to_counterparties call; every field optional.",
-)
-
-COUNTERPARTY = _obj(
-    {
-        "is_individual": {"type": "boolean"},
-        "organization_type": _STR,
-        "organization_name": _STR,
-        "poc_details": _obj(
-            {"first_name": _NONEMPTY, "last_name": _STR, "email": _NONEMPTY},
-            ("first_name", "email"),
-        ),
-        "organization_details": _obj(
-            {"jurisdiction": _STR, "jurisdiction_iso_code": _STR, "address": {"type": "object"}}
-        ),
-        "party_role_identifier": _STR,
-    },
-    ("is_individual", "poc_details"),
-    # organization_name is required for organisations (is_individual false)
-    **{
-        "if": _obj({"is_individual": {"const": False}}, ("is_individual",)),
-        "then": {"required": ["organization_name"], "properties": {"organization_name": _NONEMPTY}},
-    },
-)
-
-CONTRACT_REQUEST = _obj(
-    {
-        "contract_template_id": _INT,
-        "contract_data": {"type": "object"},
-        "counter_party_details": {"type": "array", "minItems": 1, "items": COUNTERPARTY},
-        "external_metadata": _obj(
-            {
-                "id": EXTERNAL_ID,
-                "integration_name": _STR,
-                "record_type": _STR,
-                "record_data": {"type": "object"},
-            },
-            ("id",),
-        ),
-        "contract_name": _STR,
-        "entity_reference_id": _STR,
-        "is_embedded_contract": {"type": "boolean"},
-        "workflow_config": _obj(
-            {
-                name: {"type": "boolean"}
-                for name in (
-                    "auto_send_to_counterparty",
-                    "api_only_contract_edits",
-                    "skip_cp_info_collection",
-                    "skip_creator_info_collection",
-                )
-            }
-        ),
-        "send_to_counterparty_config": SEND_REQUEST,
-        "signatories": {
-            "type": "array",
-            "items": _obj(
-                {
-                    "name": _STR,
-                    "email": _STR,
-                    "title": _STR,
-                    "is_counterparty_signatory": {"type": "boolean"},
-                    "counterparty_name": _STR,
-                    "sign_order": _INT,
-                    "note": _STR,
-                },
-                ("name", "email", "is_counterparty_signatory"),
-            ),
-        },
-        "send_to_counterparties": {
-            **SEND_REQUEST,
-            "description": "spotsync's own field: send as soon as the contract is created.",
-        },
-    },
-    ("contract_template_id", "contract_data", "counter_party_details", "external_metadata"),
-    description="A SpotDraft v2.1 create-contract payload with a required external_metadata.id.",
-)
-
-_NULLABLE_OBJ: Schema = {"type": ["object", "null"]}
-CONTRACT = _obj(
-    {
-        "external_id": _STR,
-        "integration_name": {"type": ["string", "null"]},
-        "record_type": {"type": ["string", "null"]},
-        "spotdraft": _NULLABLE_OBJ,
-        "status": {"type": ["string", "null"]},
-        "sync": {"enum": list(SYNC_PHASES)},
-        "key_pointers": {"type": "object"},
-        "document": _NULLABLE_OBJ,
-        "error": {},
-        "last_position": {"type": "integer"},
-        "updated_at": {"type": ["string", "null"]},
-    },
-    ("external_id", "sync"),
-)
-
-ENVELOPE = _obj(
-    {
-        "position": {"type": "integer", "minimum": 1},
-        "stream": _STR,
-        "version": {"type": "integer", "minimum": 1},
-        "type": _STR,
-        "data": {"type": "object"},
-        "metadata": _obj(
-            {
-                "event_id": _STR,
-                "causation_id": {"type": ["string", "null"]},
-                "correlation_id": {"type": ["string", "null"]},
-                "source": _STR,
-            },
-            ("event_id", "source"),
-        ),
-        "recorded_at": _STR,
-    },
-    ("position", "stream", "version", "type", "data", "metadata", "recorded_at"),
-)
-
-ERROR = _obj(
-    {
-        "error": _obj(
-            {
-                "code": _STR,
-                "message": _STR,
-                "fields": {
-                    "type": "array",
-                    "items": _obj({"field": _STR, "message": _STR}, ("field", "message")),
-                },
-            },
-            ("code", "message"),
-        )
-    },
-    ("error",),
-)
-
-ACCEPTED = _obj({"external_id": _STR, "url": _STR}, ("external_id", "url"))
 
 
 def _json(schema: Schema, description: str) -> Schema:
@@ -220,7 +44,7 @@ def _errors(*statuses: int) -> Schema:
         422: "Invalid input; error.fields names each bad field.",
         503: "The event store is unavailable; retry.",
     }
-    return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
+    return {str(s): _json(ref("Error"), text[s]) for s in statuses}
 
 
 _PATH_ID = {"name": "external_id", "in": "path", "required": True, "schema": EXTERNAL_ID}
@@ -246,11 +70,11 @@ def openapi_document() -> Schema:
                 "security": _BEARER,
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("ContractRequest")}},
+                    "content": {"application/json": {"schema": ref("ContractRequest")}},
                 },
                 "responses": {
-                    "202": _json(_ref("Accepted"), "Stored; the contract will be created."),
-                    "200": _json(_ref("Accepted"), "The same request was already stored."),
+                    "202": _json(ref("Accepted"), "Stored; the contract will be created."),
+                    "200": _json(ref("Accepted"), "The same request was already stored."),
                     **_errors(400, 401, 409, 413, 422, 503),
                 },
             },
@@ -284,9 +108,9 @@ def openapi_document() -> Schema:
                 ],
                 "responses": {
                     "200": _json(
-                        _obj(
+                        obj(
                             {
-                                "contracts": {"type": "array", "items": _ref("Contract")},
+                                "contracts": {"type": "array", "items": ref("Contract")},
                                 "next_cursor": {"type": ["string", "null"]},
                             },
                             ("contracts", "next_cursor"),
@@ -304,7 +128,7 @@ def openapi_document() -> Schema:
                 "security": _BEARER,
                 "parameters": [_PATH_ID],
                 "responses": {
-                    "200": _json(_ref("Contract"), "The contract as last projected."),
+                    "200": _json(ref("Contract"), "The contract as last projected."),
                     **_errors(401, 404, 503),
                 },
             },
@@ -317,10 +141,10 @@ def openapi_document() -> Schema:
                 "parameters": [_PATH_ID],
                 "requestBody": {
                     "required": False,
-                    "content": {"application/json": {"schema": _ref("SendRequest")}},
+                    "content": {"application/json": {"schema": ref("SendRequest")}},
                 },
                 "responses": {
-                    "202": _json(_ref("Accepted"), "Stored; the contract will be sent."),
+                    "202": _json(ref("Accepted"), "Stored; the contract will be sent."),
                     **_errors(400, 401, 404, 409, 413, 422, 503),
                 },
             },
@@ -340,10 +164,10 @@ def openapi_document() -> Schema:
                 ],
                 "responses": {
                     "200": _json(
-                        _obj(
+                        obj(
                             {
-                                "external_id": _STR,
-                                "events": {"type": "array", "items": _ref("Event")},
+                                "external_id": STR,
+                                "events": {"type": "array", "items": ref("Event")},
                             },
                             ("external_id", "events"),
                         ),
@@ -364,7 +188,7 @@ def openapi_document() -> Schema:
                         "name": "X-SD-WEBHOOK-CONTENT-HASH",
                         "in": "header",
                         "required": True,
-                        "schema": _STR,
+                        "schema": STR,
                         "description": "Lowercase hex HMAC-SHA512 of the raw body.",
                     }
                 ],
@@ -379,8 +203,8 @@ def openapi_document() -> Schema:
                 },
                 "responses": {
                     "200": _json(
-                        _obj(
-                            {"status": _STR, "position": {"type": "integer"}},
+                        obj(
+                            {"status": STR, "position": {"type": "integer"}},
                             ("status", "position"),
                         ),
                         "Stored durably.",
@@ -393,7 +217,7 @@ def openapi_document() -> Schema:
             "get": {
                 "operationId": "healthz",
                 "summary": "Liveness.",
-                "responses": {"200": _json(_obj({"status": _STR}, ("status",)), "Alive.")},
+                "responses": {"200": _json(obj({"status": STR}, ("status",)), "Alive.")},
             }
         },
         "/readyz": {
@@ -401,8 +225,8 @@ def openapi_document() -> Schema:
                 "operationId": "readyz",
                 "summary": "Readiness: store reachable, subscriptions running.",
                 "responses": {
-                    "200": _json(_ref("Readiness"), "Ready."),
-                    "503": _json(_ref("Readiness"), "Not ready."),
+                    "200": _json(ref("Readiness"), "Ready."),
+                    "503": _json(ref("Readiness"), "Not ready."),
                 },
             }
         },
@@ -411,7 +235,7 @@ def openapi_document() -> Schema:
                 "operationId": "metrics",
                 "summary": "Prometheus text exposition.",
                 "responses": {
-                    "200": {"description": "Metrics.", "content": {"text/plain": {"schema": _STR}}}
+                    "200": {"description": "Metrics.", "content": {"text/plain": {"schema": STR}}}
                 },
             }
         },
@@ -440,10 +264,10 @@ def openapi_document() -> Schema:
                 "Contract": CONTRACT,
                 "Event": ENVELOPE,
                 "Error": ERROR,
-                "Readiness": _obj(
+                "Readiness": obj(
                     {
                         "status": {"enum": ["ready", "unavailable"]},
-                        "checks": _obj(
+                        "checks": obj(
                             {"store": {"type": "boolean"}, "subscriptions": {"type": "boolean"}}
                         ),
                     },
