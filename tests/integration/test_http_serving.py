@@ -17,7 +17,7 @@ import pytest
 from daemon.cli import main
 from daemon.http import create_app
 from daemon.serving import bind, serving
-from eventstore import MemoryEventStore
+from eventstore import MemoryEventStore, open_store
 
 TOKEN = "loopback-token-123"
 RAW_KEY = b"loopback-hmac-key"
@@ -180,3 +180,30 @@ async def test_odd_ids_over_real_http_are_never_a_server_error(base_url: str, pa
             assert "error" in response.json()
         sent = await client.post(f"{base_url}/v1/contracts/{path}/send", headers=auth)
         assert 400 <= sent.status_code < 500
+
+
+@pytest.mark.anyio
+async def test_intake_and_webhooks_on_a_sqlite_file_survive_reopening(tmp_path: Path) -> None:
+    """On a real SQLite store: 202, 200, 409 and a mapped webhook, all there after reopening."""
+    database = str(tmp_path / "spotsync.db")
+    payload = json.loads(ACME.read_text())
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    body = b'{"activity": "CONTRACT_CREATED", "external_metadata": {"id": "hubspot-deal-10024"}}'
+    signature = hmac.new(RAW_KEY, body, hashlib.sha512).hexdigest()
+    async with await open_store(database) as store:
+        async with serving(create_app(store, Config())) as url, httpx.AsyncClient() as client:
+            first = await client.post(url + "/v1/contracts", json=payload, headers=auth)
+            again = await client.post(url + "/v1/contracts", json=payload, headers=auth)
+            payload["contract_name"] = "Changed"
+            other = await client.post(url + "/v1/contracts", json=payload, headers=auth)
+            hook = await client.post(
+                url + "/webhooks/spotdraft",
+                content=body,
+                headers={"X-SD-WEBHOOK-CONTENT-HASH": signature},
+            )
+        assert [first.status_code, again.status_code, other.status_code] == [202, 200, 409]
+        assert hook.status_code == 200
+    async with await open_store(database) as reopened:
+        events = await reopened.read_stream("contract-hubspot-deal-10024")
+    assert [e.type for e in events] == ["ContractRequested", "WebhookReceived"]
+    assert events[1].data["raw_body"] == body.decode()
