@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sqlite3
+import sys
 import tempfile
 import time
 import uuid
@@ -22,6 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+
+# Run as a script, this file's folder comes first on the import path, and the file's
+# name would shadow the eventstore package.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
 
 from eventstore import EventStore, NewEvent, open_store
 from eventstore.envelope import format_timestamp, utcnow
@@ -59,12 +65,17 @@ def raw_connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-def raw_rows(start: int, count: int) -> list[tuple[Any, ...]]:
+def raw_rows(start: int, count: int, streams: int | None = None) -> list[tuple[Any, ...]]:
+    """Rows as the store writes them: one stream per event, or ``streams`` round-robin."""
     at = format_timestamp(utcnow())
     rows = []
     for n in range(start, start + count):
         event = new_event(n)
-        rows.append((n, f"s{n}", 1, event.type, json.dumps(event.data),
+        stream, version = (
+            (f"one-{n}", 1) if streams is None else (f"writer-{(n - 1) % streams}",
+                                                      (n - 1) // streams + 1)
+        )
+        rows.append((n, stream, version, event.type, json.dumps(event.data),
                      json.dumps(event.metadata()), event.event_id, at))
     return rows
 
@@ -88,7 +99,8 @@ def raw_single_commits(path: Path, count: int) -> float:
 
 def raw_batched(path: Path, batches: int, size: int = 1000) -> float:
     db = raw_connect(path)
-    all_rows = [raw_rows(1 + b * size, size) for b in range(batches)]
+    # The same streams as the 100 concurrent appenders write.
+    all_rows = [raw_rows(1 + b * size, size, streams=100) for b in range(batches)]
     started = time.perf_counter()
     for rows in all_rows:
         db.execute("BEGIN")
@@ -168,21 +180,29 @@ async def postgres_figures(url: str, single: int, writers: int, each: int) -> di
 
 
 async def main(quick: bool) -> dict[str, Any]:
-    single, batches, each = (500, 5, 50) if quick else (2000, 20, 200)
-    figures: dict[str, Any] = {}
+    """Each pair runs ``rounds`` times, alternating, and keeps its best: the machine is shared."""
+    single, batches, each, rounds = (300, 4, 40, 1) if quick else (1000, 10, 100, 3)
+    best: dict[str, float] = {}
+
+    def keep(name: str, value: float) -> None:
+        best[name] = max(best.get(name, 0.0), value)
+
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        figures["raw_single_commit_per_s"] = raw_single_commits(tmp / "raw1.db", single)
-        figures["one_writer_per_s"] = await with_store(
-            str(tmp / "one.db"), lambda s: store_one_writer(s, single)
-        )
-        figures["raw_batched_1000_per_s"] = raw_batched(tmp / "raw2.db", batches)
-        figures["concurrent_100_per_s"] = await with_store(
-            str(tmp / "many.db"), lambda s: store_concurrent(s, 100, each)
-        )
-        # Read what each side wrote: the same number of the same events.
-        figures["raw_read_json_per_s"] = raw_read(tmp / "raw2.db")
-        figures["read_all_per_s"] = await with_store(str(tmp / "many.db"), store_read)
+        for r in range(rounds):
+            keep("raw_single_commit_per_s", raw_single_commits(tmp / f"raw1-{r}.db", single))
+            keep("one_writer_per_s", await with_store(
+                str(tmp / f"one-{r}.db"), lambda s: store_one_writer(s, single)
+            ))
+            keep("raw_batched_1000_per_s", raw_batched(tmp / f"raw2-{r}.db", batches))
+            keep("concurrent_100_per_s", await with_store(
+                str(tmp / f"many-{r}.db"), lambda s: store_concurrent(s, 100, each)
+            ))
+            # Read what each side wrote: the same number of the same events.
+            keep("raw_read_json_per_s", raw_read(tmp / f"raw2-{r}.db"))
+            keep("read_all_per_s", await with_store(str(tmp / f"many-{r}.db"), store_read))
+    figures: dict[str, Any] = dict(best)
+    figures["rounds"] = rounds
     figures["ratio_one_writer"] = figures["one_writer_per_s"] / figures["raw_single_commit_per_s"]
     figures["ratio_concurrent_100"] = (
         figures["concurrent_100_per_s"] / figures["raw_batched_1000_per_s"]
