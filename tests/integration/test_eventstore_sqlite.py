@@ -114,3 +114,24 @@ async def test_cancelled_appender_does_not_stall_the_writer(tmp_path: Path) -> N
             result = await store.append("after", [event(1)], expected_version=0)
         assert result.position == await store.last_position()
         assert [e.position async for e in store.read_all()] == list(range(1, result.position + 1))
+
+
+async def test_two_batches_in_flight_keep_the_log_gap_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the writer pipelined (two batches in flight), every append lands once, in order."""
+    monkeypatch.setattr("eventstore.sqlite._PIPELINE", 2)
+    async with await open_store(str(tmp_path / "events.db")) as store:
+
+        async def write(w: int) -> None:
+            for n in range(20):
+                await store.append(f"w{w}", [event(n)], expected_version=n)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for w in range(20):
+                    tg.start_soon(write, w)
+        log = [e async for e in store.read_all()]
+        assert [e.position for e in log] == list(range(1, 401))
+        for w in range(20):
+            assert [e.data["n"] for e in await store.read_stream(f"w{w}")] == list(range(20))
