@@ -90,11 +90,14 @@ def configure_logging(
     level: int | str = logging.INFO,
     secrets: Iterable[str | None] = (),
     stream: TextIO | None = None,
+    cache_loggers: bool = False,
 ) -> None:
     """Configure structlog (and the standard library's loggers, rendered the same way).
 
     ``json=True`` for ``spotsync run``: one JSON object a line. ``secrets``: every
-    secret value configured (None entries are ignored).
+    secret value configured (None entries are ignored). ``cache_loggers``: structlog's
+    production setting (each logger is assembled once, not on every call); it makes
+    later reconfiguration invisible to loggers already used, so tests leave it off.
     """
     numeric = logging.getLevelName(level) if isinstance(level, str) else level
     shared = _shared_processors(list(secrets))
@@ -107,7 +110,7 @@ def configure_logging(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=cache_loggers,
     )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(

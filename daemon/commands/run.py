@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
             f"--insecure-local serves the API without a token, so it only listens on "
             f"loopback; SPOTSYNC_LISTEN is {settings.listen}"
         )
-    configure_logging(json=args.log_format == "json", secrets=_secrets(settings))
+    configure_logging(
+        json=args.log_format == "json", secrets=_secrets(settings), cache_loggers=True
+    )
     daemon = Daemon(settings, insecure_local=args.insecure_local)
     try:
         anyio.run(_serve, daemon)

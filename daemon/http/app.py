@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from daemon.http.auth import protected
 from daemon.http.errors import EXCEPTION_HANDLERS, CatchAllMiddleware, ORJSONResponse
@@ -26,7 +26,7 @@ from daemon.http.limits import DEFAULT_MAX_BODY_BYTES
 from daemon.http.metrics import CONTENT_TYPE_LATEST, Metrics
 from daemon.http.openapi import openapi_document
 from daemon.http.queries import contract_events, get_contract, list_contracts
-from daemon.http.webhooks import decode_hmac_key, receive_webhook
+from daemon.http.webhooks import KnownStreams, decode_hmac_key, receive_webhook
 from eventstore import EventStore
 
 log = structlog.get_logger("spotsync.http")
@@ -109,6 +109,7 @@ def create_app(
     on_scrape: Callable[[Metrics], Awaitable[None]] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     allow_anonymous: bool = False,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The HTTP app over ``store``.
 
@@ -119,6 +120,8 @@ def create_app(
     - ``on_scrape``: awaited before each ``/metrics`` answer (e.g. to set the parked count).
     - ``allow_anonymous``: serve ``/v1`` without a token when ``config.api_token`` is
       None (``--insecure-local``); otherwise a missing token is a startup error.
+    - ``extra_routes``: served by the same app, behind the same middleware (the ingest
+      benchmark's no-op route, so that its baseline pays what the webhook route pays).
     """
     if config.api_token is None and not allow_anonymous:
         raise ValueError("SPOTSYNC_API_TOKEN is required (or run with --insecure-local)")
@@ -134,6 +137,7 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+        *extra_routes,
     ]
     app = Starlette(
         routes=routes,
@@ -149,4 +153,5 @@ def create_app(
     app.state.lag_checkpoints = tuple(lag_checkpoints)
     app.state.on_scrape = on_scrape
     app.state.openapi = openapi_document()
+    app.state.known_streams = KnownStreams()
     return app

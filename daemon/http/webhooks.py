@@ -114,11 +114,37 @@ def raw_body_fields(body: bytes) -> dict[str, str | None]:
     return {"raw_body": None, "raw_body_base64": base64.b64encode(body).decode("ascii")}
 
 
-async def resolve_stream(store: EventStore, delivery: Delivery) -> tuple[str, str | None]:
+class KnownStreams:
+    """Contract streams seen to exist. A stream never stops existing (the log is
+    append-only), so a hit needs no read; bounded, so a flood of ids cannot grow it."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._streams: set[str] = set()
+
+    async def exists(self, store: EventStore, stream: str) -> bool:
+        if stream in self._streams:
+            return True
+        if await store.stream_version(stream) == 0:
+            return False
+        if len(self._streams) >= self.limit:
+            self._streams.clear()
+        self._streams.add(stream)
+        return True
+
+
+async def resolve_stream(
+    store: EventStore, delivery: Delivery, known: KnownStreams | None = None
+) -> tuple[str, str | None]:
     """The stream a delivery belongs to, and the contract's external id when it maps to one."""
     if delivery.external_id is not None:
         stream = contract_stream(delivery.external_id)
-        if await store.stream_version(stream) > 0:
+        exists = (
+            await known.exists(store, stream)
+            if known is not None
+            else await store.stream_version(stream) > 0
+        )
+        if exists:
             return stream, delivery.external_id
     if delivery.contract_id is not None:
         row = await store.get_document(CONTRACT_IDS, str(delivery.contract_id))
@@ -145,7 +171,7 @@ async def receive_webhook(request: Request) -> Response:
 
     delivery = Delivery.parse(body)
     store: EventStore = state.store
-    stream, external_id = await resolve_stream(store, delivery)
+    stream, external_id = await resolve_stream(store, delivery, state.known_streams)
     data = {
         "activity": delivery.activity,
         "contract_id": delivery.contract_id,
