@@ -17,111 +17,40 @@ batch waiting on a tiny one.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 import anyio
 import orjson
 
 from eventstore.base import AppendResult, Document, DocumentWrite, EventStore
-from eventstore.envelope import (
-    NewEvent,
-    RecordedEvent,
-    format_timestamp,
-    parse_timestamp,
-    utcnow,
+from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp, utcnow
+from eventstore.errors import EventStoreError, PersistenceError
+from eventstore.migrations import pending, sqlite_statements
+from eventstore.sqlite_commit import (
+    Append,
+    Job,
+    Q,
+    commit,
+    decode_rows,
+    max_position,
+    translate,
 )
-from eventstore.errors import (
-    AppendOnlyError,
-    ConcurrencyError,
-    EventIdConflictError,
-    EventStoreError,
-    PersistenceError,
-)
-from eventstore.migrations import migrations, pending, queries, sqlite_statements
 
 T = TypeVar("T")
-Q = queries("sqlite")
 _NO_LIMIT = 2**63 - 1
 _POLL_INTERVAL = 0.2  # how soon appends by another process are noticed
 # Batches in flight. Two (one committing, one queued behind it on the writer thread)
 # overlap the event loop's work with the disk sync, but cost more CPU per append; on a
 # busy two-core host one batch at a time measured faster, so that is the default.
 _PIPELINE = 1
-
-
-_Row = tuple[int, str, int, str, str, str, str, str]  # the columns of insert_event
-
-
-@dataclass(slots=True)
-class _Append:
-    """An append waiting for the writer, its JSON already encoded."""
-
-    stream: str
-    types: list[str]
-    data: list[str]
-    metadata: list[str]
-    ids: list[str]
-    expected_version: int | None
-
-
-class _Batch:
-    """What one group commit knows: looked up once for all its appends, then kept current."""
-
-    __slots__ = ("next_position", "recorded_at", "rows", "stored", "text_recorded_at", "versions")
-
-    def __init__(
-        self, next_position: int, stored: dict[str, Sequence[Any]], versions: dict[str, int]
-    ) -> None:
-        # One moment for the whole batch: when it was recorded, which is its commit.
-        self.recorded_at = utcnow()
-        self.text_recorded_at = format_timestamp(self.recorded_at)
-        self.next_position = next_position
-        self.stored = stored  # event id -> its row, for the ids of this batch
-        self.versions = versions  # stream -> version, for the streams of this batch
-        self.rows: list[_Row] = []
-
-
-class _Job(Generic[T]):
-    """One caller's unit of work in a group commit, and its outcome.
-
-    An append is planned against the batch in Python and inserted with everyone else's
-    in one statement; any other write runs ``fn`` inside its own savepoint.
-    """
-
-    __slots__ = ("append", "done", "error", "fn", "lead", "result")
-
-    def __init__(
-        self,
-        fn: Callable[[sqlite3.Connection], T] | None = None,
-        append: _Append | None = None,
-    ) -> None:
-        self.fn = fn
-        self.append = append
-        # Resolved when finished, or when handed leadership. A bare asyncio future (the
-        # backend is asyncio anyway: aiosqlite) is the cheapest wake-up per append.
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.lead = False
-        self.result: T | None = None
-        self.error: BaseException | None = None
-
-    def wake(self) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def outcome(self) -> T:
-        if self.error is not None:
-            raise self.error
-        return self.result  # type: ignore[return-value]  # set by a successful run
 
 
 class SQLiteEventStore(EventStore):
@@ -133,7 +62,7 @@ class SQLiteEventStore(EventStore):
         self.path = path
         self._writer = writer
         self._reader = reader
-        self._queue: list[_Job[Any]] = []
+        self._queue: list[Job[Any]] = []
         self._collecting = False  # a leader is chosen and forming the next batch
         self._in_flight = 0  # batches handed to the writer thread, not yet done
         self._in_flight_jobs = 0
@@ -153,7 +82,7 @@ class SQLiteEventStore(EventStore):
                 await _run(writer, _setup_writer)
                 reader = await aiosqlite.connect(path, isolation_level=None)
                 await _run(reader, _setup_reader)
-                last = await _run(reader, _last_position)
+                last = await _run(reader, max_position)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 for connection in (reader, writer):
@@ -169,7 +98,7 @@ class SQLiteEventStore(EventStore):
     ) -> AppendResult:
         if not events:
             raise ValueError("append needs at least one event")
-        append = _Append(
+        append = Append(
             stream=stream,
             types=[event.type for event in events],
             data=[orjson.dumps(event.data).decode() for event in events],
@@ -177,7 +106,7 @@ class SQLiteEventStore(EventStore):
             ids=[event.event_id for event in events],
             expected_version=expected_version,
         )
-        planned: AppendResult | tuple[int, int, datetime] = await self._write(_Job(append=append))
+        planned: AppendResult | tuple[int, int, datetime] = await self._write(Job(append=append))
         if isinstance(planned, AppendResult):
             return planned  # all stored already
         # Decoded here rather than on the writer's thread, which has the next commit to do.
@@ -192,7 +121,7 @@ class SQLiteEventStore(EventStore):
 
     async def read_stream(self, stream: str, *, from_version: int = 1) -> list[RecordedEvent]:
         def read(db: sqlite3.Connection) -> list[RecordedEvent]:
-            return _decode_rows(db.execute(Q["read_stream"], (stream, from_version)).fetchall())
+            return decode_rows(db.execute(Q["read_stream"], (stream, from_version)).fetchall())
 
         return await self._read(read)
 
@@ -207,7 +136,7 @@ class SQLiteEventStore(EventStore):
         until = _NO_LIMIT if until_position is None else until_position
 
         def read_page(db: sqlite3.Connection) -> list[RecordedEvent]:
-            return _decode_rows(
+            return decode_rows(
                 db.execute(Q["read_all"], (position, until, page_size)).fetchall()
             )
 
@@ -220,7 +149,7 @@ class SQLiteEventStore(EventStore):
             position = page[-1].position + 1
 
     async def last_position(self) -> int:
-        return await self._read(_last_position)
+        return await self._read(max_position)
 
     async def stream_version(self, stream: str) -> int:
         def read(db: sqlite3.Connection) -> int:
@@ -252,7 +181,7 @@ class SQLiteEventStore(EventStore):
         def save(db: sqlite3.Connection) -> None:
             db.execute(Q["save_checkpoint"], (name, position))
 
-        await self._write(_Job(save))
+        await self._write(Job(save))
 
     async def commit_projection(
         self, name: str, position: int, writes: Sequence[DocumentWrite]
@@ -273,7 +202,7 @@ class SQLiteEventStore(EventStore):
                     db.execute(Q["upsert_document"], next(up))
             db.execute(Q["save_checkpoint"], (name, position))
 
-        await self._write(_Job(commit))
+        await self._write(Job(commit))
 
     async def get_document(self, collection: str, key: str) -> Document | None:
         def read(db: sqlite3.Connection) -> Document | None:
@@ -310,7 +239,7 @@ class SQLiteEventStore(EventStore):
             db.executemany(Q["delete_collection"], [(c,) for c in collections])
             db.execute(Q["delete_checkpoint"], (name,))
 
-        await self._write(_Job(drop))
+        await self._write(Job(drop))
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -330,7 +259,7 @@ class SQLiteEventStore(EventStore):
         with _translated():
             return await _run(self._reader, fn)
 
-    async def _write(self, job: _Job[T]) -> T:
+    async def _write(self, job: Job[T]) -> T:
         """Run ``job`` in the next group commit; return once that transaction is durable."""
         self._check_open()
         self._queue.append(job)
@@ -364,7 +293,7 @@ class SQLiteEventStore(EventStore):
         with anyio.CancelScope(shield=True):
             try:
                 with _translated():
-                    last = await _run(self._writer, functools.partial(_commit, batch))
+                    last = await _run(self._writer, functools.partial(commit, batch))
             except BaseException as exc:
                 for queued in batch:
                     queued.error = exc
@@ -412,104 +341,6 @@ async def _run(connection: aiosqlite.Connection, fn: Callable[[sqlite3.Connectio
     return result
 
 
-def _commit(jobs: list[_Job[Any]], db: sqlite3.Connection) -> int:
-    """One transaction for every queued job; a job that fails is left out alone.
-
-    Returns the last position of the log after the commit.
-    """
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        appends = [job.append for job in jobs if job.append is not None]
-        batch = _Batch(_last_position(db) + 1, *_look_up(db, appends))
-        for job in jobs:
-            if job.append is not None:
-                try:
-                    job.result = _plan_append(batch, job.append)
-                except EventStoreError as exc:
-                    job.error = exc
-                continue
-            assert job.fn is not None
-            db.execute("SAVEPOINT job")
-            try:
-                job.result = job.fn(db)
-            except sqlite3.Error as exc:
-                db.execute("ROLLBACK TO job")
-                job.error = _translate(exc)
-            db.execute("RELEASE job")
-        # Every append of the batch in one statement; the plan already ruled out conflicts.
-        db.executemany(Q["insert_event"], batch.rows)
-        db.execute("COMMIT")
-        return batch.next_position - 1
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-
-
-def _look_up(
-    db: sqlite3.Connection, appends: list[_Append]
-) -> tuple[dict[str, Sequence[Any]], dict[str, int]]:
-    """The stored events among the batch's ids, and the versions of its streams."""
-    if not appends:
-        return {}, {}
-    ids = orjson.dumps([i for append in appends for i in append.ids]).decode()
-    rows = db.execute(Q["events_by_ids"], (ids,)).fetchall()
-    stored = {row[7]: row for row in rows}
-    streams = orjson.dumps(list({append.stream for append in appends})).decode()
-    versions = dict(db.execute(Q["stream_versions"], (streams,)).fetchall())
-    return stored, versions
-
-
-def _plan_append(batch: _Batch, append: _Append) -> AppendResult | tuple[int, int, datetime]:
-    """Check one append against the batch so far and add its rows.
-
-    Returns the stored events of a duplicate, or the position and version of the first
-    new event and the time recorded. Raises, adding nothing, when the append is refused.
-    """
-    stored = [batch.stored.get(event_id) for event_id in append.ids]
-    if all(stored):
-        return AppendResult(tuple(_decode_rows(stored)), duplicate=True)
-    if any(stored):
-        raise EventIdConflictError("the batch mixes stored and new event ids")
-    if len(set(append.ids)) != len(append.ids):
-        raise EventIdConflictError("the batch repeats an event id")
-    stream = append.stream
-    version = batch.versions.get(stream, 0)
-    if append.expected_version is not None and append.expected_version != version:
-        raise ConcurrencyError(stream, append.expected_version, version)
-    position, at = batch.next_position, batch.text_recorded_at
-    for i, (type_, data, meta, event_id) in enumerate(
-        zip(append.types, append.data, append.metadata, append.ids, strict=True)
-    ):
-        row = (position + i, stream, version + 1 + i, type_, data, meta, event_id, at)
-        batch.rows.append(row)
-        batch.stored[event_id] = row
-    count = len(append.ids)
-    batch.next_position = position + count
-    batch.versions[stream] = version + count
-    return position, version + 1, batch.recorded_at
-
-
-def _last_position(db: sqlite3.Connection) -> int:
-    return int(db.execute(Q["last_position"]).fetchone()[0])
-
-
-def _decode_rows(rows: Sequence[Any]) -> list[RecordedEvent]:
-    loads, timestamp = orjson.loads, _timestamp
-    return [
-        RecordedEvent(
-            row[0], row[1], row[2], row[3], loads(row[4]), loads(row[5]), timestamp(row[6])
-        )
-        for row in rows
-    ]
-
-
-@functools.lru_cache(maxsize=4096)
-def _timestamp(text: str) -> datetime:
-    # A group commit stamps all its events alike, so reads parse few distinct times.
-    return parse_timestamp(text)
-
-
 def _as_document(raw: str) -> Document:
     doc: Document = orjson.loads(raw)
     return doc
@@ -554,25 +385,7 @@ def _migrate(db: sqlite3.Connection) -> None:
         raise
 
 
-def schema_version(db: sqlite3.Connection) -> int:
-    """The highest migration recorded in an open sqlite3 connection's database."""
-    return max((int(r[0]) for r in db.execute(Q["applied_versions"])), default=0)
-
-
-LATEST_VERSION = len(migrations("sqlite"))
-
-
 # -- error translation --------------------------------------------------------------------
-
-
-def _translate(exc: sqlite3.Error) -> EventStoreError:
-    message = str(exc)
-    if "append-only" in message:
-        error: EventStoreError = AppendOnlyError(message)
-    else:
-        error = PersistenceError(f"SQLite failed: {message}")
-    error.__cause__ = exc
-    return error
 
 
 @contextmanager
@@ -580,6 +393,6 @@ def _translated() -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
-        raise _translate(exc) from exc
+        raise translate(exc) from exc
     except OSError as exc:
         raise PersistenceError(f"cannot open the database file: {exc}") from exc
