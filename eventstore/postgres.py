@@ -76,8 +76,9 @@ class PostgresEventStore(EventStore):
                     await _migrate(conn)
                     schema = await conn.fetchval("SELECT current_schema()")
                     last = int(await conn.fetchval(Q["last_position"]))
-                # One channel per schema, so two stores in one database do not wake each other.
-                channel = f"spotsync_events:{schema}"
+                # One channel per schema, so two stores in one database do not wake each
+                # other; channel names are identifiers, at most 63 bytes.
+                channel = f"spotsync_events:{schema}".encode()[:63].decode(errors="ignore")
                 listener = await asyncpg.connect(url, timeout=10)
                 store = cls(pool, listener, channel, last)
                 await listener.add_listener(channel, store._on_notify)
