@@ -7,8 +7,8 @@ in one transaction. The whole transaction is one function run on the writer
 connection's thread, so a commit costs one thread hop, not one per statement.
 
 There is no background writer task to own. The first caller that finds nobody
-collecting becomes the leader: it yields once (so that callers woken at the same
-moment can join), takes a batch from the queue, and hands leadership on to the oldest
+collecting becomes the leader: it yields once if the last batch woke other callers
+(so that they can join), takes a batch from the queue, and hands leadership on to the oldest
 waiter. With ``_PIPELINE`` above one, that many batches are in flight at once (the
 event loop prepares the next while the disk syncs the last), and a batch takes at most
 its share of the writes in flight, so batches alternate evenly instead of one big
@@ -66,6 +66,7 @@ class SQLiteEventStore(EventStore):
         self._collecting = False  # a leader is chosen and forming the next batch
         self._in_flight = 0  # batches handed to the writer thread, not yet done
         self._in_flight_jobs = 0
+        self._last_batch = 0
         self._last_position = last
         self._appended = anyio.Event()
         self._closed = False
@@ -279,13 +280,16 @@ class SQLiteEventStore(EventStore):
                 return job.outcome()
         self._collecting = True
         try:
-            # Callers woken by the last commit may be about to queue: let them, first.
-            await anyio.lowlevel.cancel_shielded_checkpoint()
+            if self._last_batch > 1:
+                # The callers the last commit just woke may be about to queue again: let
+                # them, first. (A lone writer has nobody to wait for.)
+                await anyio.lowlevel.cancel_shielded_checkpoint()
             waiting = len(self._queue) + self._in_flight_jobs
             take = max(1, -(-waiting // _PIPELINE))
             batch, self._queue = self._queue[:take], self._queue[take:]
         finally:
             self._collecting = False
+        self._last_batch = len(batch)
         self._in_flight += 1
         self._in_flight_jobs += len(batch)
         self._hand_off()
