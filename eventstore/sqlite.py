@@ -299,8 +299,9 @@ class SQLiteEventStore(EventStore):
                 with _translated():
                     last = await _run(self._writer, functools.partial(commit, batch))
             except BaseException as exc:
+                error = EventStoreError("the store is closed") if self._closed else exc
                 for queued in batch:
-                    queued.error = exc
+                    queued.error = error
             else:
                 self._notify(last)
             finally:
