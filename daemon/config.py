@@ -34,6 +34,7 @@ class Settings:
     client_secret: str | None = _secret_field()
     hmac_key: str | None = _secret_field()
     rate_limit: float = 10.0
+    spotdraft_timeout: float = 30.0
     documents_dir: str = "./documents"
     sink_url: str | None = None
     sink_secret: str | None = _secret_field()
@@ -60,6 +61,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "client_secret": "SPOTDRAFT_CLIENT_SECRET",
     "hmac_key": "SPOTDRAFT_HMAC_KEY",
     "rate_limit": "SPOTSYNC_RATE_LIMIT",
+    "spotdraft_timeout": "SPOTDRAFT_TIMEOUT",
     "documents_dir": "SPOTSYNC_DOCUMENTS_DIR",
     "sink_url": "SPOTSYNC_SINK_URL",
     "sink_secret": "SPOTSYNC_SINK_SECRET",
@@ -68,7 +70,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "reconcile_batch": "SPOTSYNC_RECONCILE_BATCH",
 }
 
-_DURATIONS = {"reconcile_interval", "reconcile_stale_after"}
+_DURATIONS = {"reconcile_interval", "reconcile_stale_after", "spotdraft_timeout"}
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 
 
@@ -114,6 +116,8 @@ def load_settings(
     settings = Settings(**values)
     if settings.rate_limit <= 0:
         raise ConfigError("SPOTSYNC_RATE_LIMIT: must be a positive number of requests per second")
+    if settings.spotdraft_timeout <= 0:
+        raise ConfigError("SPOTDRAFT_TIMEOUT: must be a positive duration such as 30s")
     if settings.reconcile_batch < 0:
         raise ConfigError("SPOTSYNC_RECONCILE_BATCH: must be zero or more")
     try:

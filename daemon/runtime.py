@@ -105,7 +105,12 @@ class Daemon:
         async with AsyncExitStack() as stack:
             store = await open_store(settings.database)
             stack.push_async_callback(_close_store, store)
-            client = SpotDraftClient(self.credentials, budget=RateBudget(settings.rate_limit))
+            timeout = settings.spotdraft_timeout
+            client = SpotDraftClient(
+                self.credentials,
+                budget=RateBudget(settings.rate_limit),
+                timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
+            )
             await stack.enter_async_context(client)
             sink = None
             if settings.sink_url:
@@ -132,7 +137,13 @@ class Daemon:
                 self._workers_started += 1
                 await workers.start(
                     lambda task_status: run_handlers(
-                        store, client, documents_dir=documents, sink=sink, task_status=task_status
+                        store,
+                        client,
+                        documents_dir=documents,
+                        sink=sink,
+                        # A create sent by a process that died may be in flight this long.
+                        intent_lease=timeout + 5.0,
+                        task_status=task_status,
                     )
                 )
                 self._workers_started += 1

@@ -54,9 +54,11 @@ _NAMESPACE = uuid.UUID("0b6f4c1e-54b8-4b8e-9d0e-6c3f1f0f5a77")
 # A command that calls for a follow-up (lookup after an unknown create, create after an
 # empty lookup) runs again at once, at most this many times per trigger.
 MAX_ROUNDS = 6
-# How long a create may be in flight (client timeouts and retries before SpotDraft acted):
-# an intent younger than this with no outcome may belong to a live worker.
-INTENT_LEASE = 120.0
+# How long a create may be in flight: an intent younger than this with no outcome may
+# belong to a live worker, or to a dead one whose request SpotDraft is still handling.
+# Create is sent once (never retried when the outcome is unknown), so this is the
+# client's request timeout plus a margin; the daemon derives it from SPOTDRAFT_TIMEOUT.
+INTENT_LEASE = 35.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from eventstore import EventStore, RecordedEvent
 from handlers.api import SpotDraftAPI
 from handlers.decisions import decide
-from handlers.executor import Executor
+from handlers.executor import INTENT_LEASE, Executor
 from handlers.sink import Sink
 from projections.contract import ContractState, apply, fold
 from projections.events import external_id_of
@@ -170,9 +170,12 @@ async def run_handlers(
     documents_dir: str | Path,
     sink: Sink | None = None,
     concurrency: int = 16,
+    intent_lease: float = INTENT_LEASE,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the handlers until cancelled; ``started()`` once the subscription is set up."""
-    executor = Executor(store, client, documents_dir=Path(documents_dir), sink=sink)
+    executor = Executor(
+        store, client, documents_dir=Path(documents_dir), sink=sink, intent_lease=intent_lease
+    )
     runner = HandlerRunner(store, executor, concurrency=concurrency)
     await runner.run(task_status=task_status)

@@ -151,6 +151,8 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
             "SPOTSYNC_SINK_URL": f"{sink_url}/notify",
             "SPOTSYNC_SINK_SECRET": SINK_SECRET,
             "SPOTSYNC_RECONCILE_INTERVAL": "300ms",
+            # Bounds how long a restart waits on a create the killed process left open.
+            "SPOTDRAFT_TIMEOUT": "3s",
             "SPOTSYNC_RECONCILE_STALE_AFTER": "1s",
         }
         yield Deployment(tmp_path, sandbox, sink, port, env)

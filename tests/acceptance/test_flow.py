@@ -87,7 +87,7 @@ async def test_a_killed_daemon_finishes_after_restart(deployment: Deployment) ->
         with anyio.fail_after(10):
             await process.wait()
         assert process.returncode == -signal.SIGKILL
-        executed = [c for c in deployment.sandbox.contracts() if c["status"] == "EXECUTED"]
+        executed = [c for c in deployment.sandbox.contracts() if c["contract_status"] == "EXECUTED"]
         # 10 contracts need 40-odd paced calls: the kill lands well before the end.
         assert len(executed) < len(external_ids)
 

@@ -43,3 +43,10 @@ def test_secrets_stay_out_of_repr() -> None:
     )
     assert "s3cr3t-value" not in repr(settings)
     assert "tok-value" not in repr(settings)
+
+
+def test_spotdraft_timeout_is_a_duration() -> None:
+    """SPOTDRAFT_TIMEOUT takes a duration and refuses zero."""
+    assert load_settings(environ={"SPOTDRAFT_TIMEOUT": "5s"}).spotdraft_timeout == 5.0
+    with pytest.raises(ConfigError, match="SPOTDRAFT_TIMEOUT"):
+        load_settings(environ={"SPOTDRAFT_TIMEOUT": "0s"})
