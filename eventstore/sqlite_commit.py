@@ -168,9 +168,9 @@ def plan_append(batch: Batch, append: Append) -> AppendResult | tuple[int, int, 
     for i, (type_, data, meta, event_id) in enumerate(
         zip(append.types, append.data, append.metadata, append.ids, strict=True)
     ):
-        row = (position + i, stream, version + 1 + i, type_, data, meta, event_id, at)
-        batch.rows.append(row)
-        batch.stored[event_id] = row
+        batch.rows.append((position + i, stream, version + 1 + i, type_, data, meta, event_id, at))
+        # As events_by_ids returns it, for a later append of the same id in this batch.
+        batch.stored[event_id] = (position + i, stream, version + 1 + i, type_, data, meta, at)
     count = len(append.ids)
     batch.next_position = position + count
     batch.versions[stream] = version + count

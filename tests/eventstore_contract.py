@@ -15,6 +15,7 @@ import anyio
 import pytest
 
 from eventstore import (
+    AppendResult,
     ConcurrencyError,
     DocumentWrite,
     EventIdConflictError,
@@ -128,6 +129,24 @@ class EventStoreContract:
         assert again.duplicate
         assert again.position == 1
         assert await store.last_position() == 3
+
+    async def test_concurrent_retries_of_one_event_store_it_once(self, store: EventStore) -> None:
+        """Ten concurrent appends of the same event: one position, the others see duplicates."""
+        for round_ in range(1, 6):  # later rounds meet a writer already batching
+            same = event(round_)
+            results = []
+
+            async def attempt(same: NewEvent = same, results: list[AppendResult] = results) -> None:
+                results.append(await store.append("s", [same], expected_version=None))
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(10):
+                        tg.start_soon(attempt)
+            assert sorted(r.duplicate for r in results) == [False] + [True] * 9
+            assert {r.position for r in results} == {round_}
+            assert all(r.events[0].data == {"n": round_} for r in results)
+        assert await store.last_position() == 5
 
     async def test_batch_mixing_stored_and_new_ids_is_refused(self, store: EventStore) -> None:
         """A batch with one stored and one new id raises and stores nothing new."""
