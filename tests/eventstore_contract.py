@@ -137,7 +137,7 @@ class EventStoreContract:
         """Ten concurrent appends of the same event: one position, the others see duplicates."""
         for round_ in range(1, 6):  # later rounds meet a writer already batching
             same = event(round_)
-            results = []
+            results: list[AppendResult] = []
 
             async def attempt(same: NewEvent = same, results: list[AppendResult] = results) -> None:
                 results.append(await store.append("s", [same], expected_version=None))
