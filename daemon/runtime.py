@@ -106,17 +106,18 @@ class Daemon:
             store = await open_store(settings.database)
             stack.push_async_callback(_close_store, store)
             timeout = settings.spotdraft_timeout
+            metrics = Metrics()
             client = SpotDraftClient(
                 self.credentials,
                 budget=RateBudget(settings.rate_limit),
                 timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
+                on_exchange=metrics.spotdraft_exchange,
             )
             await stack.enter_async_context(client)
             sink = None
             if settings.sink_url:
                 sink = Sink(settings.sink_url, settings.sink_secret)
                 stack.push_async_callback(sink.aclose)
-            metrics = Metrics()
 
             async def count_parked(metrics: Metrics) -> None:
                 metrics.set_parked(len(await list_parked(store)))

@@ -19,6 +19,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from handlers.spotdraft import Exchange
+
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 
@@ -81,6 +83,13 @@ class Metrics:
         self.api_calls.labels(endpoint, str(status)).inc()
         if seconds is not None:
             self.api_call_seconds.labels(endpoint).observe(seconds)
+
+    def spotdraft_exchange(self, exchange: Exchange) -> None:
+        """One attempt of a SpotDraft call, as the client reports it."""
+        status = exchange.status if exchange.status is not None else (exchange.error or "error")
+        # Errors are free text; the label keeps only their first word ("timeout", ...).
+        label = str(status).split(":", 1)[0].split(" ", 1)[0][:32]
+        self.api_call(exchange.operation, label, seconds=exchange.latency_ms / 1000)
 
     def webhook_refused(self, reason: str) -> None:
         self.webhook_verification_failures.labels(reason).inc()

@@ -56,8 +56,10 @@ class Attempts:
         *,
         sleep: Sleep | None = None,
         clock: Clock | None = None,
+        on_exchange: Callable[[Exchange], None] | None = None,
     ) -> None:
         self._base_url = base_url
+        self._on_exchange = on_exchange
         self._budget = budget
         self._retry = retry
         self._sleep = sleep or anyio.sleep
@@ -75,7 +77,7 @@ class Attempts:
         paced: bool,
     ) -> tuple[Reply, tuple[Exchange, ...]]:
         """Run ``send`` until it succeeds, fails permanently, or attempts run out."""
-        exchanges: list[Exchange] = []
+        exchanges = _Exchanges(self._on_exchange)
         recorded_body = recordable(body) if body is not None else None
         url = f"{self._base_url}{path}" if path.startswith("/api/") else path
         max_attempts = self._retry.max_attempts
@@ -242,3 +244,16 @@ def describe(exc: httpx.TransportError) -> str:
     if isinstance(exc, httpx.RemoteProtocolError):
         return "protocol error (connection closed mid-answer)"
     return "network error"
+
+
+class _Exchanges(list[Exchange]):
+    """A call's exchanges, each also shown to the observer (metrics) as it happens."""
+
+    def __init__(self, observer: Callable[[Exchange], None] | None) -> None:
+        super().__init__()
+        self._observer = observer
+
+    def append(self, exchange: Exchange) -> None:
+        super().append(exchange)
+        if self._observer is not None:
+            self._observer(exchange)

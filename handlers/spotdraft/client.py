@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -60,6 +61,7 @@ class SpotDraftClient:
         clock: Clock | None = None,
         pace_downloads: bool = False,
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD,
+        on_exchange: Callable[[Exchange], None] | None = None,
     ) -> None:
         self._credentials = credentials
         self.budget = budget if budget is not None else RateBudget()
@@ -69,6 +71,7 @@ class SpotDraftClient:
             retry if retry is not None else RetryPolicy(max_attempts=max_attempts),
             sleep=sleep,
             clock=clock,
+            on_exchange=on_exchange,
         )
         # Download urls point at SpotDraft's file host (signed, temporary urls), which is
         # not the API and not under its per-workspace limit; pacing them would only slow

@@ -47,6 +47,7 @@ async def test_twenty_contracts_sync_through_faults(deployment: Deployment) -> N
 
         await wait_for(all_synced, seconds=120, what="20 contracts synced")
         contracts = {i: (await api.get(f"/v1/contracts/{i}")).json() for i in external_ids}
+        metrics = (await api.get("/metrics")).text
 
     assert_one_contract_per_external_id(deployment, external_ids)
     sandbox_documents = {c["external_metadata"]["id"]: c for c in deployment.sandbox.contracts()}
@@ -68,6 +69,9 @@ async def test_twenty_contracts_sync_through_faults(deployment: Deployment) -> N
         if body["type"] == "contract.synced"
     }
     assert notified == set(external_ids)
+    created = 'spotsync_spotdraft_api_calls_total{endpoint="create_contract",status="201"}'
+    assert f"{created} 20.0" in metrics
+    assert 'spotsync_spotdraft_api_calls_total{endpoint="get_key_pointers",status="200"}' in metrics
 
 
 async def test_a_killed_daemon_finishes_after_restart(deployment: Deployment) -> None:
