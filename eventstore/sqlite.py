@@ -6,13 +6,8 @@ arrive while a commit is running wait in a queue, and the next commit takes them
 in one transaction. The whole transaction is one function run on the writer
 connection's thread, so a commit costs one thread hop, not one per statement.
 
-There is no background writer task to own. The first caller that finds nobody
-collecting becomes the leader: it yields once if the last batch woke other callers
-(so that they can join), takes a batch from the queue, and hands leadership on to the oldest
-waiter. With ``_PIPELINE`` above one, that many batches are in flight at once (the
-event loop prepares the next while the disk syncs the last), and a batch takes at most
-its share of the writes in flight, so batches alternate evenly instead of one big
-batch waiting on a tiny one.
+Group commit itself (leader, batches, pipelining) is ``eventstore.groupcommit``; what
+runs on the writer's thread is ``eventstore.sqlite_commit``.
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,16 +27,9 @@ import orjson
 from eventstore.base import AppendResult, Document, DocumentWrite, EventStore
 from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp, utcnow
 from eventstore.errors import EventStoreError, PersistenceError
+from eventstore.groupcommit import Append, GroupCommit, Job, Planned
 from eventstore.migrations import pending, sqlite_statements
-from eventstore.sqlite_commit import (
-    Append,
-    Job,
-    Q,
-    commit,
-    decode_rows,
-    max_position,
-    translate,
-)
+from eventstore.sqlite_commit import Q, commit, decode_rows, max_position, translate
 
 T = TypeVar("T")
 _NO_LIMIT = 2**63 - 1
@@ -62,11 +49,7 @@ class SQLiteEventStore(EventStore):
         self.path = path
         self._writer = writer
         self._reader = reader
-        self._queue: list[Job[Any]] = []
-        self._collecting = False  # a leader is chosen and forming the next batch
-        self._in_flight = 0  # batches handed to the writer thread, not yet done
-        self._in_flight_jobs = 0
-        self._last_batch = 0
+        self._group = GroupCommit(self._commit, pipeline=_PIPELINE)
         self._last_position = last
         self._appended = anyio.Event()
         self._closed = False
@@ -107,18 +90,7 @@ class SQLiteEventStore(EventStore):
             ids=[event.event_id for event in events],
             expected_version=expected_version,
         )
-        planned: AppendResult | tuple[int, int, datetime] = await self._write(Job(append=append))
-        if isinstance(planned, AppendResult):
-            return planned  # all stored already
-        # Decoded here rather than on the writer's thread, which has the next commit to do.
-        position, version, now = planned
-        loads, columns = orjson.loads, zip(append.types, append.data, append.metadata, strict=True)
-        return AppendResult(
-            tuple(
-                RecordedEvent(position + i, stream, version + i, kind, loads(body), loads(m), now)
-                for i, (kind, body, m) in enumerate(columns)
-            )
-        )
+        return append.result(await self._write(Job[Planned](append)))
 
     async def read_stream(self, stream: str, *, from_version: int = 1) -> list[RecordedEvent]:
         def read(db: sqlite3.Connection) -> list[RecordedEvent]:
@@ -182,7 +154,7 @@ class SQLiteEventStore(EventStore):
         def save(db: sqlite3.Connection) -> None:
             db.execute(Q["save_checkpoint"], (name, position))
 
-        await self._write(Job(save))
+        await self._write(Job[None](save))
 
     async def commit_projection(
         self, name: str, position: int, writes: Sequence[DocumentWrite]
@@ -193,7 +165,7 @@ class SQLiteEventStore(EventStore):
         deletes = [(w.collection, w.key) for w in writes if w.doc is None]
         order = [w.doc is None for w in writes]
 
-        def commit(db: sqlite3.Connection) -> None:
+        def write_documents(db: sqlite3.Connection) -> None:
             # Writes apply in the caller's order: an upsert then a delete of one key deletes.
             up, down = iter(upserts), iter(deletes)
             for is_delete in order:
@@ -203,7 +175,7 @@ class SQLiteEventStore(EventStore):
                     db.execute(Q["upsert_document"], next(up))
             db.execute(Q["save_checkpoint"], (name, position))
 
-        await self._write(Job(commit))
+        await self._write(Job[None](write_documents))
 
     async def get_document(self, collection: str, key: str) -> Document | None:
         def read(db: sqlite3.Connection) -> Document | None:
@@ -240,7 +212,7 @@ class SQLiteEventStore(EventStore):
             db.executemany(Q["delete_collection"], [(c,) for c in collections])
             db.execute(Q["delete_checkpoint"], (name,))
 
-        await self._write(Job(drop))
+        await self._write(Job[None](drop))
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -263,63 +235,17 @@ class SQLiteEventStore(EventStore):
     async def _write(self, job: Job[T]) -> T:
         """Run ``job`` in the next group commit; return once that transaction is durable."""
         self._check_open()
-        self._queue.append(job)
-        if self._collecting or self._in_flight >= _PIPELINE:
-            try:
-                await job.done
-            except BaseException:
-                # Cancelled while queued: it never reaches the database, and leadership
-                # handed to it passes on.
-                if job in self._queue:
-                    self._queue.remove(job)
-                if job.lead:
-                    self._collecting = False
-                    self._hand_off()
-                raise
-            if not job.lead:
-                return job.outcome()
-        self._collecting = True
-        try:
-            if self._last_batch > 1:
-                # The callers the last commit just woke may be about to queue again: let
-                # them, first. (A lone writer has nobody to wait for.)
-                await anyio.lowlevel.cancel_shielded_checkpoint()
-            waiting = len(self._queue) + self._in_flight_jobs
-            take = max(1, -(-waiting // _PIPELINE))
-            batch, self._queue = self._queue[:take], self._queue[take:]
-        finally:
-            self._collecting = False
-        self._last_batch = len(batch)
-        self._in_flight += 1
-        self._in_flight_jobs += len(batch)
-        self._hand_off()
-        # Shielded: the callers in the batch wait on this commit, whoever leads it.
-        with anyio.CancelScope(shield=True):
-            try:
-                with _translated():
-                    last = await _run(self._writer, functools.partial(commit, batch))
-            except BaseException as exc:
-                error = EventStoreError("the store is closed") if self._closed else exc
-                for queued in batch:
-                    queued.error = error
-            else:
-                self._notify(last)
-            finally:
-                self._in_flight -= 1
-                self._in_flight_jobs -= len(batch)
-        for queued in batch:
-            if queued is not job:
-                queued.wake()
-        self._hand_off()
-        return job.outcome()
+        return await self._group.submit(job)
 
-    def _hand_off(self) -> None:
-        """Make the oldest waiter the leader, if there is room for another batch."""
-        if self._queue and not self._collecting and self._in_flight < _PIPELINE:
-            successor = self._queue[0]
-            self._collecting = True
-            successor.lead = True
-            successor.wake()
+    async def _commit(self, batch: list[Job[Any]]) -> None:
+        try:
+            with _translated():
+                last = await _run(self._writer, functools.partial(commit, batch))
+        except BaseException:
+            if self._closed:
+                raise EventStoreError("the store is closed") from None
+            raise
+        self._notify(last)
 
     def _notify(self, last_position: int) -> None:
         """Wake followers once per commit that grew the log."""
