@@ -40,7 +40,9 @@ async def stream_to_file(
     digest = hashlib.sha256()
     size = 0
     try:
-        async with await anyio.open_file(temporary, "xb") as out:
+        # Owner-only, as the database: an executed contract is business data.
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        async with anyio.wrap_file(os.fdopen(fd, "wb")) as out:
             async for chunk in chunks:
                 size += len(chunk)
                 if size > max_bytes:
