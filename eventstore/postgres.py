@@ -1,13 +1,14 @@
 """The PostgreSQL backend, via an asyncpg pool, with LISTEN/NOTIFY for followers.
 
 Gap-free positions that never become visible out of order (the bug that made Marten
-and Eventuous projections skip events): an append first locks the single counter row
-``event_positions`` (``UPDATE ... RETURNING``) and keeps the lock until it commits. So
-appends take their positions and commit strictly one after the other, and PostgreSQL
-makes a transaction visible before it releases its locks: when position N+1 becomes
-visible, N already is. A rolled-back append rolls the counter back too, so no hole is
-ever left. The price is that appends are serialized; each holds the lock for a few
-round trips and its commit.
+and Eventuous projections skip events): an append transaction first locks the single
+counter row ``event_positions`` (``SELECT ... FOR UPDATE``) and keeps the lock until it
+commits. So appends take their positions and commit strictly one after the other, and
+PostgreSQL makes a transaction visible before it releases its locks: when position N+1
+becomes visible, N already is. A rolled-back append rolls the counter back too, so no
+hole is ever left. The price is that append transactions are serialized, even across
+processes; within one process, group commit (``eventstore.groupcommit``) puts
+concurrent appends into one transaction, so they share the lock and the disk sync.
 
 Extra query parameters of the URL become server settings (asyncpg's rule), so
 ``postgresql://host/db?search_path=tenant`` keeps the schema in ``tenant``.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -24,14 +26,9 @@ import asyncpg
 import orjson
 
 from eventstore.base import AppendResult, Document, DocumentWrite, EventStore
-from eventstore.envelope import NewEvent, RecordedEvent, utcnow
-from eventstore.errors import (
-    AppendOnlyError,
-    ConcurrencyError,
-    EventIdConflictError,
-    EventStoreError,
-    PersistenceError,
-)
+from eventstore.envelope import NewEvent, RecordedEvent, parse_timestamp
+from eventstore.errors import AppendOnlyError, EventStoreError, PersistenceError
+from eventstore.groupcommit import Append, Batch, GroupCommit, Job, Planned, plan_append
 from eventstore.migrations import pending, queries
 
 Q = queries("postgres")
@@ -41,18 +38,13 @@ _POLL_INTERVAL = 1.0
 _CLOSE_TIMEOUT = 10.0
 
 
-class _Rollback(Exception):
-    """Ends an append's transaction without committing (a duplicate: nothing to write)."""
-
-    def __init__(self, result: AppendResult) -> None:
-        self.result = result
-
-
 class PostgresEventStore(EventStore):
     """The event store in a PostgreSQL database (``SPOTSYNC_DATABASE=postgresql://...``)."""
 
     def __init__(self, pool: Any, listener: Any, channel: str, last: int) -> None:
         self._pool = pool
+        # Concurrent appends share transactions (and their one wait for the disk).
+        self._group = GroupCommit(self._commit)
         self._listener = listener
         self._channel = channel
         self._last_position = last
@@ -99,46 +91,45 @@ class PostgresEventStore(EventStore):
         if not events:
             raise ValueError("append needs at least one event")
         self._check_open()
-        now = utcnow()
-        ids = [event.event_id for event in events]
-        data = [orjson.dumps(event.data).decode() for event in events]
-        metadata = [orjson.dumps(event.metadata()).decode() for event in events]
-        try:
-            with _translated():
-                async with self._pool.acquire() as conn, conn.transaction():
-                    last = int(await conn.fetchval(Q["take_positions"], len(events), self._channel))
-                    # From here on, every earlier append has committed and is visible.
-                    stored = await conn.fetch(Q["events_by_ids"], ids)
-                    if len(stored) == len(events):
-                        raise _Rollback(AppendResult(tuple(_decode_rows(stored)), duplicate=True))
-                    if stored:
-                        raise EventIdConflictError("the batch mixes stored and new event ids")
-                    version = int(await conn.fetchval(Q["stream_version"], stream))
-                    if expected_version is not None and expected_version != version:
-                        raise ConcurrencyError(stream, expected_version, version)
-                    first = last - len(events) + 1
-                    positions = list(range(first, last + 1))
-                    versions = list(range(version + 1, version + 1 + len(events)))
-                    await _insert(
-                        conn,
-                        positions,
-                        [stream] * len(events),
-                        versions,
-                        [event.type for event in events],
-                        data,
-                        metadata,
-                        ids,
-                        [now] * len(events),
-                    )
-        except _Rollback as duplicate:
-            return duplicate.result
-        self._advance(last)
-        return AppendResult(
-            tuple(
-                RecordedEvent(p, stream, v, e.type, orjson.loads(d), orjson.loads(m), now)
-                for p, v, e, d, m in zip(positions, versions, events, data, metadata, strict=True)
-            )
+        append = Append(
+            stream=stream,
+            types=[event.type for event in events],
+            data=[orjson.dumps(event.data).decode() for event in events],
+            metadata=[orjson.dumps(event.metadata()).decode() for event in events],
+            ids=[event.event_id for event in events],
+            expected_version=expected_version,
         )
+        return append.result(await self._group.submit(Job[Planned](append)))
+
+    async def _commit(self, jobs: list[Job[Any]]) -> None:
+        """Commit a batch of appends in one transaction, holding the position lock."""
+        appends: list[Append] = [job.payload for job in jobs]
+        ids = [event_id for append in appends for event_id in append.ids]
+        streams = list({append.stream for append in appends})
+        with _translated():
+            async with self._pool.acquire() as conn, conn.transaction():
+                last = int(await conn.fetchval(Q["lock_positions"]))
+                # From here on, every earlier append has committed and is visible.
+                stored: dict[str, Sequence[Any]] = {}
+                versions: dict[str, int] = {}
+                for row in await conn.fetch(Q["look_up"], ids, streams):
+                    if row[0] is None:
+                        versions[row[1]] = int(row[2])
+                    else:
+                        stored[row[7]] = tuple(row)[:7]
+                batch = Batch(last + 1, stored, versions)
+                for job in jobs:
+                    try:
+                        job.result = plan_append(batch, job.payload, _decode_rows)
+                    except EventStoreError as exc:
+                        job.error = exc
+                if not batch.rows:
+                    return
+                columns = [list(column) for column in zip(*batch.rows, strict=True)]
+                columns[7] = [batch.recorded_at] * len(batch.rows)
+                last = batch.next_position - 1
+                await conn.execute(Q["insert_events"], *columns, last, self._channel)
+        self._advance(last)
 
     async def read_stream(self, stream: str, *, from_version: int = 1) -> list[RecordedEvent]:
         return _decode_rows(await self._fetch(Q["read_stream"], stream, from_version))
@@ -273,14 +264,6 @@ class PostgresEventStore(EventStore):
             raise EventStoreError("the store is closed")
 
 
-async def _insert(conn: Any, *columns: list[Any]) -> None:
-    try:
-        await conn.execute(Q["insert_events"], *columns)
-    except asyncpg.UniqueViolationError as exc:
-        # Stored ids were checked under the lock, so only a batch repeating an id gets here.
-        raise EventIdConflictError("the batch repeats an event id") from exc
-
-
 async def _migrate(conn: Any) -> None:
     """Apply the migrations the database has not recorded, each with its record, atomically."""
     async with conn.transaction():
@@ -292,11 +275,15 @@ async def _migrate(conn: Any) -> None:
             await conn.execute(Q["record_version"], migration.version, migration.name)
 
 
-def _decode_rows(rows: Sequence[Any]) -> list[RecordedEvent]:
+def _decode_rows(rows: Sequence[Sequence[Any]]) -> list[RecordedEvent]:
     loads = orjson.loads
     return [
-        RecordedEvent(position, stream, version, type_, loads(data), loads(meta), at)
-        for position, stream, version, type_, data, meta, at in rows
+        RecordedEvent(
+            position, stream, version, type_, loads(data), loads(meta),
+            # A row planned earlier in the same batch carries its time as text.
+            at if isinstance(at, datetime) else parse_timestamp(at),
+        )
+        for position, stream, version, type_, data, meta, at in (row[:7] for row in rows)
     ]
 
 

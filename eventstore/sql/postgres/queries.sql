@@ -18,11 +18,9 @@ SELECT version FROM schema_version ORDER BY version;
 -- name: record_version
 INSERT INTO schema_version (version, name) VALUES ($1, $2);
 
--- name: take_positions
--- Locks the counter row until commit: see 0001_events.sql for why. The notification
--- ($2 is the channel) is delivered only if the append commits.
-UPDATE event_positions SET last_position = last_position + $1
-RETURNING last_position, pg_notify($2, last_position::text);
+-- name: lock_positions
+-- Locks the counter row until commit: see 0001_events.sql for why.
+SELECT last_position FROM event_positions FOR UPDATE;
 
 -- name: last_position
 SELECT coalesce(max(position), 0) FROM events;
@@ -30,14 +28,25 @@ SELECT coalesce(max(position), 0) FROM events;
 -- name: stream_version
 SELECT coalesce(max(version), 0) FROM events WHERE stream = $1;
 
--- name: events_by_ids
-SELECT position, stream, version, type, data, metadata, recorded_at
-FROM events WHERE event_id = ANY($1::text[]) ORDER BY position;
+-- name: look_up
+-- For a batch of appends, in one round trip: the stored events among the event ids $1
+-- (position not null), then the current version of each stream in $2 (position null).
+SELECT position, stream, version, type, data, metadata, recorded_at, event_id
+FROM events WHERE event_id = ANY($1::text[])
+UNION ALL
+SELECT NULL, stream, max(version), NULL, NULL, NULL, NULL, NULL
+FROM events WHERE stream = ANY($2::text[]) GROUP BY stream;
 
 -- name: insert_events
-INSERT INTO events (position, stream, version, type, data, metadata, event_id, recorded_at)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::text[], $5::json[],
-                     $6::json[], $7::text[], $8::timestamptz[]);
+-- Inserts the batch and moves the counter past it ($9) in one statement. The
+-- notification ($10 is the channel) is delivered only if the append commits.
+WITH inserted AS (
+    INSERT INTO events (position, stream, version, type, data, metadata, event_id, recorded_at)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::text[], $5::json[],
+                         $6::json[], $7::text[], $8::timestamptz[])
+)
+UPDATE event_positions SET last_position = $9
+RETURNING pg_notify($10, last_position::text);
 
 -- name: read_all
 SELECT position, stream, version, type, data, metadata, recorded_at
