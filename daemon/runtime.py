@@ -159,6 +159,8 @@ class Daemon:
                     )
                 )
                 self._workers_started += 1
+                head = await store.last_position()
+                workers.start_soon(metrics.count_appends, store, head)
                 http_shutdown = anyio.Event()
                 async with anyio.create_task_group() as web:
                     url = await web.start(

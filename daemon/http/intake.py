@@ -18,7 +18,6 @@ from starlette.responses import Response
 
 from daemon.http.errors import ApiError, ORJSONResponse
 from daemon.http.limits import read_body
-from daemon.http.metrics import Metrics
 from daemon.http.validation import (
     SEND_FIELD,
     is_valid_external_id,
@@ -102,8 +101,6 @@ async def submit_contract(request: Request) -> Response:
             f"external id {external_id!r} was already submitted with a different payload",
             code="conflict",
         ) from None
-    metrics: Metrics = request.app.state.metrics
-    metrics.event_appended(EventType.CONTRACT_REQUESTED)
     log.info("contract requested", external_id=external_id, stream=stream, position=result.position)
     return _answer(external_id, 202)
 
@@ -146,8 +143,6 @@ async def send_contract(request: Request) -> Response:
             result = await store.append(stream, [event], expected_version=history[-1].version)
         except ConcurrencyError:
             continue  # a webhook or handler appended meanwhile: decide again on the new state
-        metrics: Metrics = request.app.state.metrics
-        metrics.event_appended(EventType.SEND_REQUESTED)
         log.info("send requested", external_id=external_id, stream=stream, position=result.position)
         return _answer(external_id, 202)
     raise ApiError(

@@ -19,6 +19,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from eventstore import EventStore
 from handlers.spotdraft import Exchange
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -74,6 +75,12 @@ class Metrics:
         # Labels that are always present, so a scrape shows zeros rather than nothing.
         for reason in ("missing", "invalid"):
             self.webhook_verification_failures.labels(reason)
+
+    async def count_appends(self, store: EventStore, after_position: int) -> None:
+        """Count every event appended past ``after_position``, by type, whoever appended
+        it (HTTP intake, handlers, reconciler, an operator's command). Runs until cancelled."""
+        async for event in store.subscribe(from_position=after_position + 1):
+            self.event_appended(event.type)
 
     def event_appended(self, event_type: str, count: int = 1) -> None:
         self.events_appended.labels(event_type).inc(count)

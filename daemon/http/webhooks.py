@@ -183,7 +183,6 @@ async def receive_webhook(request: Request) -> Response:
     }
     event = NewEvent(type=EventType.WEBHOOK_RECEIVED, data=data, source="webhook")
     result = await store.append(stream, [event], expected_version=None)
-    metrics.event_appended(EventType.WEBHOOK_RECEIVED)
     metrics.webhooks_received.labels("yes" if external_id else "no").inc()
     log.info(
         "webhook stored",

@@ -18,7 +18,7 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs in the venv
 import pytest
 
 from daemon.http import Metrics, create_app
-from eventstore import MemoryEventStore, PersistenceError
+from eventstore import MemoryEventStore, NewEvent, PersistenceError
 
 TOKEN = "ops-token-do-not-leak"
 HMAC_KEY = base64.b64encode(b"hmac-key-do-not-leak").decode()
@@ -115,20 +115,26 @@ async def test_metrics_expose_the_counters(store: MemoryEventStore) -> None:
 
 
 @pytest.mark.anyio
-async def test_appends_are_counted_by_type(client: httpx.AsyncClient) -> None:
-    """An accepted intake shows in spotsync_events_appended_total{type="ContractRequested"}."""
-    body = {
-        "contract_template_id": 1,
-        "contract_data": {},
-        "counter_party_details": [
-            {"is_individual": True, "poc_details": {"first_name": "A", "email": "a@x"}}
-        ],
-        "external_metadata": {"id": "m-1"},
-    }
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    assert (await client.post("/v1/contracts", json=body, headers=auth)).status_code == 202
-    text = (await client.get("/metrics")).text
-    assert 'spotsync_events_appended_total{type="ContractRequested"} 1.0' in text
+async def test_appends_are_counted_by_type(store: MemoryEventStore) -> None:
+    """Events appended after the counter starts show in spotsync_events_appended_total."""
+    metrics = Metrics()
+    await store.append(
+        "contract-m-0", [NewEvent("ContractRequested", {}, "intake")], expected_version=0
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(metrics.count_appends, store, await store.last_position())
+        for n in (1, 2):
+            event = NewEvent("ContractRequested", {}, "intake")
+            await store.append(f"contract-m-{n}", [event], expected_version=0)
+        await store.append(
+            "contract-m-1", [NewEvent("WebhookReceived", {}, "webhook")], expected_version=1
+        )
+        with anyio.fail_after(5):
+            await anyio.wait_all_tasks_blocked()  # the counter has caught up and waits
+        tg.cancel_scope.cancel()
+    text = metrics.render().decode()
+    assert 'spotsync_events_appended_total{type="ContractRequested"} 2.0' in text
+    assert 'spotsync_events_appended_total{type="WebhookReceived"} 1.0' in text
 
 
 @pytest.mark.anyio
