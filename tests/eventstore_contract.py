@@ -218,19 +218,20 @@ class EventStoreContract:
     ) -> None:
         """20 writers x 50 appends while a follower reads: it sees 1..1000 once, in order.
 
-        The follower has its own store (its own connections, as another process would),
-        so its reads land while writer transactions are still in flight.
+        Writers and follower are spread over four stores (their own connections, as
+        separate processes would have), so writer transactions overlap each other and
+        the follower's reads land while some are still in flight.
         """
         writers, appends = 20, 50
         total = writers * appends
         seen: list[int] = []
         done = anyio.Event()
+        follower = await open_store()
+        stores = [store, await open_store(), await open_store()]
 
         async def write(w: int) -> None:
             for n in range(appends):
-                await store.append(f"writer-{w}", [event(n)], expected_version=n)
-
-        follower = await open_store()
+                await stores[w % 3].append(f"writer-{w}", [event(n)], expected_version=n)
 
         async def follow() -> None:
             async for recorded in follower.subscribe(page_size=7, idle_timeout=0.5):
@@ -250,8 +251,8 @@ class EventStoreContract:
                     await done.wait()
                 tg.cancel_scope.cancel()
         finally:
-            if follower is not store:
-                await follower.close()
+            for extra in {follower, *stores[1:]} - {store}:
+                await extra.close()
         missing = sorted(set(range(1, total + 1)) - set(seen))
         assert not missing, f"the follower skipped positions {missing[:20]}"
         assert seen == list(range(1, total + 1))
