@@ -32,7 +32,7 @@ def commit(jobs: list[Job[Any]], db: sqlite3.Connection) -> int:
     db.execute("BEGIN IMMEDIATE")
     try:
         appends = [job.payload for job in jobs if isinstance(job.payload, Append)]
-        batch = Batch(max_position(db) + 1, *look_up(db, appends))
+        batch = look_up(db, appends)
         for job in jobs:
             if isinstance(job.payload, Append):
                 try:
@@ -57,18 +57,19 @@ def commit(jobs: list[Job[Any]], db: sqlite3.Connection) -> int:
         raise
 
 
-def look_up(
-    db: sqlite3.Connection, appends: list[Append]
-) -> tuple[dict[str, Sequence[Any]], dict[str, int]]:
-    """The stored events among the batch's ids, and the versions of its streams."""
-    if not appends:
-        return {}, {}
+def look_up(db: sqlite3.Connection, appends: list[Append]) -> Batch:
+    """A batch that knows the last position, its streams' versions and its stored ids."""
     ids = orjson.dumps([i for append in appends for i in append.ids]).decode()
-    rows = db.execute(Q["events_by_ids"], (ids,)).fetchall()
-    stored = {row[7]: row for row in rows}
     streams = orjson.dumps(list({append.stream for append in appends})).decode()
-    versions = dict(db.execute(Q["stream_versions"], (streams,)).fetchall())
-    return stored, versions
+    last, stored, versions = 0, dict[str, Sequence[Any]](), dict[str, int]()
+    for kind, *row in db.execute(Q["look_up"], (ids, streams)).fetchall():
+        if kind == 2:
+            stored[row[7]] = row
+        elif kind == 1:
+            versions[row[0]] = row[1]
+        else:
+            last = row[0]
+    return Batch(last + 1, stored, versions)
 
 
 def max_position(db: sqlite3.Connection) -> int:

@@ -20,15 +20,17 @@ SELECT coalesce(max(position), 0) FROM events;
 -- name: stream_version
 SELECT coalesce(max(version), 0) FROM events WHERE stream = ?;
 
--- name: events_by_ids
--- ?1 is a JSON array of event ids: one statement for a whole group commit.
-SELECT position, stream, version, type, data, metadata, recorded_at, event_id
+-- name: look_up
+-- What a group commit needs, in one statement: the last position (kind 0); the current
+-- version of each stream in the JSON array ?2 (kind 1); the stored events among the
+-- event ids in the JSON array ?1 (kind 2, columns as read_all, then event_id).
+SELECT 0, coalesce(max(position), 0), NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM events
+UNION ALL
+SELECT 1, stream, max(version), NULL, NULL, NULL, NULL, NULL, NULL
+FROM events WHERE stream IN (SELECT value FROM json_each(?2)) GROUP BY stream
+UNION ALL
+SELECT 2, position, stream, version, type, data, metadata, recorded_at, event_id
 FROM events WHERE event_id IN (SELECT value FROM json_each(?1));
-
--- name: stream_versions
--- ?1 is a JSON array of stream names: one statement for a whole group commit.
-SELECT stream, max(version) FROM events
-WHERE stream IN (SELECT value FROM json_each(?1)) GROUP BY stream;
 
 -- name: insert_event
 INSERT INTO events (position, stream, version, type, data, metadata, event_id, recorded_at)
