@@ -262,7 +262,17 @@ def openapi_document() -> Schema:
                 "SendRequest": SEND_REQUEST,
                 "Accepted": ACCEPTED,
                 "Contract": CONTRACT,
-                "Event": ENVELOPE,
+                "Event": {
+                    **ENVELOPE,
+                    "properties": {
+                        **ENVELOPE["properties"],
+                        "summary": {
+                            "type": "string",
+                            "description": "What the event means, as `spotsync events` says it.",
+                        },
+                    },
+                    "required": [*ENVELOPE["required"], "summary"],
+                },
                 "Error": ERROR,
                 "Readiness": obj(
                     {

@@ -19,6 +19,7 @@ from daemon.http.validation import is_valid_external_id
 from eventstore import EventStore, RecordedEvent
 from eventstore.envelope import format_timestamp, parse_timestamp
 from projections.events import EventType, contract_stream
+from projections.timeline import summarize
 
 STATUSES = ("DRAFT", "REDLINING", "SIGN", "EXECUTED", "ON_HOLD", "VOIDED")
 SYNC_PHASES = ("pending", "created", "sent", "executed", "synced", "voided", "failed")
@@ -147,12 +148,26 @@ async def contract_events(request: Request) -> Response:
     stream = contract_stream(external_id)
     if await store.stream_version(stream) == 0:
         raise ApiError(404, _NOT_FOUND)
-    events = await store.read_stream(stream, from_version=int(text))
-    return ORJSONResponse({"external_id": external_id, "events": [_envelope(e) for e in events]})
+    # The whole stream feeds the timeline (a duplicate is told by what came before).
+    events = await store.read_stream(stream)
+    summaries = summarize(events)
+    first = int(text)
+    return ORJSONResponse(
+        {
+            "external_id": external_id,
+            "events": [
+                _envelope(e, summary)
+                for e, summary in zip(events, summaries, strict=True)
+                if e.version >= first
+            ],
+        }
+    )
 
 
-def _envelope(event: RecordedEvent) -> dict[str, Any]:
+def _envelope(event: RecordedEvent, summary: str) -> dict[str, Any]:
+    """The stored envelope, plus ``summary``: the line ``spotsync events`` prints for it."""
     envelope = event.to_dict()
     envelope["data"] = dict(event.data)
     envelope["metadata"] = dict(event.metadata)
+    envelope["summary"] = summary
     return envelope

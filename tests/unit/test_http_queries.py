@@ -207,7 +207,9 @@ async def test_events_are_the_stream_in_order(
         "data",
         "metadata",
         "recorded_at",
+        "summary",
     }
+    assert events[1]["summary"] == "send requested by intake"
     assert events[0]["metadata"]["source"] == "intake"
     later = await client.get("/v1/contracts/d-3/events?from_version=2")
     assert [e["version"] for e in later.json()["events"]] == [2]
