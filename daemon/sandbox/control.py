@@ -60,7 +60,9 @@ def routes(sb: Sandbox) -> list[Route]:
         return JSONResponse({"deliveries": [
             {"url": d.url, "activity": d.activity, "contract_id": d.contract_id,
              "attempts": d.attempts, "status": d.status, "delivered": d.delivered,
-             "duplicate": d.duplicate}
+             "duplicate": d.duplicate,
+             # What was sent, so a test can find the very delivery in the receiver's log.
+             "body": d.body.decode("utf-8"), "signature": d.signature}
             for d in sb.sender.deliveries
         ]})
 
