@@ -25,7 +25,7 @@ import anyio
 import orjson
 
 from eventstore.base import AppendResult
-from eventstore.envelope import RecordedEvent, format_timestamp, utcnow
+from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp, utcnow
 from eventstore.errors import ConcurrencyError, EventIdConflictError
 
 T = TypeVar("T")
@@ -43,17 +43,34 @@ class Append:
     metadata: list[str]
     ids: list[str]
     expected_version: int | None
+    events: Sequence[NewEvent]
+
+    @classmethod
+    def of(cls, stream: str, events: Sequence[NewEvent], expected_version: int | None) -> Append:
+        dumps = orjson.dumps
+        return cls(
+            stream=stream,
+            types=[event.type for event in events],
+            data=[dumps(event.data).decode() for event in events],
+            metadata=[dumps(event.metadata()).decode() for event in events],
+            ids=[event.event_id for event in events],
+            expected_version=expected_version,
+            events=events,
+        )
 
     def result(self, planned: Planned) -> AppendResult:
-        """The caller's answer, decoded on the caller's task rather than the writer's."""
+        """The caller's answer: its own events, placed. Nothing to decode: what was
+        stored is exactly what the caller handed in."""
         if isinstance(planned, AppendResult):
             return planned  # all stored already
         position, version, at = planned
-        loads, columns = orjson.loads, zip(self.types, self.data, self.metadata, strict=True)
+        stream = self.stream
         return AppendResult(
             tuple(
-                RecordedEvent(position + i, self.stream, version + i, kind, loads(b), loads(m), at)
-                for i, (kind, b, m) in enumerate(columns)
+                RecordedEvent(
+                    position + i, stream, version + i, e.type, e.data, e.metadata(), at
+                )
+                for i, e in enumerate(self.events)
             )
         )
 

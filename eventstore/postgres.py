@@ -91,14 +91,7 @@ class PostgresEventStore(EventStore):
         if not events:
             raise ValueError("append needs at least one event")
         self._check_open()
-        append = Append(
-            stream=stream,
-            types=[event.type for event in events],
-            data=[orjson.dumps(event.data).decode() for event in events],
-            metadata=[orjson.dumps(event.metadata()).decode() for event in events],
-            ids=[event.event_id for event in events],
-            expected_version=expected_version,
-        )
+        append = Append.of(stream, events, expected_version)
         return append.result(await self._group.submit(Job[Planned](append)))
 
     async def _commit(self, jobs: list[Job[Any]]) -> None:

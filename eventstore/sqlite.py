@@ -82,14 +82,7 @@ class SQLiteEventStore(EventStore):
     ) -> AppendResult:
         if not events:
             raise ValueError("append needs at least one event")
-        append = Append(
-            stream=stream,
-            types=[event.type for event in events],
-            data=[orjson.dumps(event.data).decode() for event in events],
-            metadata=[orjson.dumps(event.metadata()).decode() for event in events],
-            ids=[event.event_id for event in events],
-            expected_version=expected_version,
-        )
+        append = Append.of(stream, events, expected_version)
         return append.result(await self._write(Job[Planned](append)))
 
     async def read_stream(self, stream: str, *, from_version: int = 1) -> list[RecordedEvent]:
