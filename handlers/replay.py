@@ -1,0 +1,276 @@
+"""Replay: the handlers' pure decisions run over a recorded log, compared with what it shows.
+
+For every event of a contract stream, ``decide`` (the very function the handlers run, or
+a changed one under test) says which commands it calls for *now*. The log says what was
+actually run for that event: the handlers record every outcome with ``causation_id`` =
+the triggering event, so the outcomes of a trigger name the commands it ran (a
+``SpotDraftCallRecorded`` of ``get_key_pointers`` → ``PullKeyPointers``, a
+``SinkDelivered`` of milestone ``sent`` → ``NotifySink(sent)`` ...). The two lists are
+compared per trigger:
+
+- a command the log shows but ``decide`` would not issue is a difference;
+- a command ``decide`` would issue that the log does not show is a difference, unless
+  running it would have been a no-op: ``refine`` drops it against the contract's state
+  at the end of the log (another trigger did the work), or it is a sink notice in a
+  daemon that runs without a sink (the log's own ``skipped`` deliveries say so).
+
+Nothing here writes or calls out. Memory stays flat over a whole log: contracts are
+kept in a bounded LRU; one evicted and met again is folded again from its stream.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from eventstore.envelope import RecordedEvent
+from handlers.decisions import Command, NotifySink, decide, refine
+from projections.contract import ContractState, apply, fold
+from projections.events import EventType, external_id_of
+
+Decide = Callable[[ContractState | None, RecordedEvent], list[Command]]
+
+# SpotDraft operations → the command that calls them (``get_status`` by a handler is the
+# send command checking a refused or unanswered send).
+_OPERATIONS = {
+    "create_contract": "CreateContract",
+    "find_by_external_id": "LookupContract",
+    "send_to_counterparties": "SendContract",
+    "get_status": "SendContract",
+    "get_key_pointers": "PullKeyPointers",
+    "get_download_link": "FetchDocument",
+    "download": "FetchDocument",
+}
+_STEPS = {
+    "create": "CreateContract",
+    "lookup": "LookupContract",
+    "send": "SendContract",
+    "key_pointers": "PullKeyPointers",
+    "document": "FetchDocument",
+}
+_FACTS: dict[str, str] = {
+    EventType.CONTRACT_CREATE_INTENDED: "CreateContract",
+    EventType.CONTRACT_NOT_FOUND: "LookupContract",
+    EventType.CONTRACT_SENT: "SendContract",
+    EventType.STATUS_OBSERVED: "SendContract",
+    EventType.KEY_POINTERS_STORED: "PullKeyPointers",
+    EventType.DOCUMENT_STORED: "FetchDocument",
+}
+_SINK = frozenset({EventType.SINK_DELIVERED, EventType.SINK_ATTEMPT_FAILED, EventType.SINK_GAVE_UP})
+
+
+class EventSource(Protocol):
+    """What replay reads: an ``EventStore``, or a log loaded from an exported file."""
+
+    def read_all(
+        self, *, from_position: int = 1, until_position: int | None = None, page_size: int = 1000
+    ) -> AsyncIterator[RecordedEvent]: ...
+
+    async def read_stream(self, stream: str, *, from_version: int = 1) -> list[RecordedEvent]: ...
+
+
+def label(command: Command) -> str:
+    return command.describe()
+
+
+def recorded_command(event: RecordedEvent) -> str | None:
+    """The command whose run recorded ``event``, or None for facts from outside."""
+    if event.causation_id is None:
+        return None
+    data = event.data
+    if event.type == EventType.SPOTDRAFT_CALL_RECORDED:
+        return _OPERATIONS.get(str(data.get("operation")))
+    if event.type == EventType.CONTRACT_CREATED:
+        return "LookupContract" if data.get("found_by_lookup") else "CreateContract"
+    if event.type in (EventType.CONTRACT_FAILED, EventType.STEP_DEFERRED):
+        return _STEPS.get(str(data.get("step")))
+    if event.type in _SINK:
+        return f"NotifySink({data.get('milestone')})"
+    return _FACTS.get(event.type)
+
+
+def _family(name: str) -> str:
+    # The executor turns a create into a lookup (and back) as the intents dictate.
+    return "CreateContract" if name == "LookupContract" else name
+
+
+@dataclass(slots=True)
+class Step:
+    """One event of a contract: what ``decide`` would issue now, what the log shows was run."""
+
+    event: RecordedEvent
+    would_issue: list[Command]
+    recorded: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def issued(self) -> list[str]:
+        return [label(command) for command in self.would_issue]
+
+
+@dataclass(slots=True)
+class ContractReplay:
+    """A contract's steps (in stream order) once the log is read, and its state at the end."""
+
+    external_id: str
+    steps: list[Step]
+    state: ContractState | None
+
+    @property
+    def difference_count(self) -> int:
+        return sum(len(step.differences) for step in self.steps)
+
+
+def compare(step: Step, final: ContractState | None, *, sink_configured: bool) -> None:
+    """Fill ``step.differences`` (and notes) from its commands and recorded outcomes."""
+    wanted = [_family(name) for name in step.issued]
+    shown = {_family(name) for name in step.recorded}
+    for name in dict.fromkeys(step.recorded):
+        if _family(name) not in wanted:
+            step.differences.append(f"the log shows {name}; the handlers would not issue it now")
+    for command, family in zip(step.would_issue, wanted, strict=True):
+        if family in shown:
+            continue
+        name = label(command)
+        if final is not None and refine(command, final) is None:
+            step.notes.append(f"{name}: not run for this event (done by then, or not needed)")
+        elif isinstance(command, NotifySink) and not sink_configured:
+            step.notes.append(f"{name}: not run (no sink configured)")
+        else:
+            step.differences.append(f"the handlers would issue {name}; the log shows none")
+
+
+@dataclass(slots=True)
+class _Contract:
+    state: ContractState | None
+    steps: list[Step] = field(default_factory=list)
+    by_id: dict[str, Step] = field(default_factory=dict)
+    at_until: ContractState | None = None
+    sink_ran: bool = False
+
+
+class Replayer:
+    """Feeds events in log order; yields each contract's ``ContractReplay`` once it is done.
+
+    ``keep_steps``: keep every step (a single contract's detailed view), not only the
+    ones with differences (a whole log's summary). ``until``: stop deciding after this
+    position (the log after it still counts as what was recorded) — with
+    ``until_time``, the same for ``recorded_at``.
+    """
+
+    def __init__(
+        self,
+        source: EventSource,
+        *,
+        decide_fn: Decide = decide,
+        keep_steps: bool = False,
+        until: int | None = None,
+        until_time: datetime | None = None,
+        max_contracts: int = 10_000,
+    ) -> None:
+        self.source = source
+        self.decide = decide_fn
+        self.keep_steps = keep_steps
+        self.until = until
+        self.until_time = until_time
+        self.max_contracts = max_contracts
+        self.events = 0
+        self._contracts: OrderedDict[str, _Contract] = OrderedDict()
+
+    async def feed(self, event: RecordedEvent) -> list[ContractReplay]:
+        """Take one event; returns the replays of contracts evicted to make room."""
+        self.events += 1
+        if external_id_of(event.stream) is None:
+            return []
+        contract = self._contracts.get(event.stream)
+        done: list[ContractReplay] = []
+        if contract is None:
+            state = None
+            if event.version > 1:
+                history = await self.source.read_stream(event.stream)
+                state = fold(history[: event.version - 1])
+            contract = self._contracts[event.stream] = _Contract(state)
+            if len(self._contracts) > self.max_contracts:
+                stream, oldest = self._contracts.popitem(last=False)
+                done.append(self._finish(stream, oldest))
+        else:
+            self._contracts.move_to_end(event.stream)
+        self._step(contract, event)
+        return done
+
+    def finish(self) -> Iterator[ContractReplay]:
+        """Every contract still open, at the end of the log."""
+        while self._contracts:
+            stream, contract = self._contracts.popitem(last=False)
+            yield self._finish(stream, contract)
+
+    def _step(self, contract: _Contract, event: RecordedEvent) -> None:
+        if event.type in _SINK and not event.data.get("skipped"):
+            contract.sink_ran = True
+        name = recorded_command(event)
+        if name is not None:
+            trigger = contract.by_id.get(str(event.causation_id))
+            if trigger is not None and name not in trigger.recorded:
+                trigger.recorded.append(name)
+        if self._past_until(event):
+            contract.state = apply(contract.state, event)
+            return
+        step = Step(event, self.decide(contract.state, event))
+        contract.steps.append(step)
+        contract.by_id[event.event_id] = step
+        contract.state = contract.at_until = apply(contract.state, event)
+
+    def _past_until(self, event: RecordedEvent) -> bool:
+        if self.until is not None and event.position > self.until:
+            return True
+        return self.until_time is not None and event.recorded_at > self.until_time
+
+    def _finish(self, stream: str, contract: _Contract) -> ContractReplay:
+        # A daemon without a sink records nothing for most milestones ("synced" only, as
+        # skipped): a missing notice is a difference only where a sink was seen at work.
+        kept: list[Step] = []
+        for step in contract.steps:
+            compare(step, contract.state, sink_configured=contract.sink_ran)
+            if self.keep_steps or step.differences:
+                kept.append(step)
+        return ContractReplay(external_id_of(stream) or stream, kept, contract.at_until)
+
+
+async def replay_stream(
+    source: EventSource,
+    stream: str,
+    *,
+    decide_fn: Decide = decide,
+    until: int | None = None,
+    until_time: datetime | None = None,
+) -> ContractReplay | None:
+    """One contract in detail: every step, and its state at ``until`` (None: never existed)."""
+    events = await source.read_stream(stream)
+    if not events:
+        return None
+    replayer = Replayer(
+        source, decide_fn=decide_fn, keep_steps=True, until=until, until_time=until_time
+    )
+    for event in events:
+        await replayer.feed(event)
+    return next(replayer.finish())
+
+
+async def replay_log(
+    source: EventSource,
+    *,
+    decide_fn: Decide = decide,
+    until: int | None = None,
+    page_size: int = 2000,
+) -> AsyncIterator[ContractReplay]:
+    """Every contract of the log; yields each one's replay (only steps with differences)."""
+    replayer = Replayer(source, decide_fn=decide_fn, until=until)
+    async for event in source.read_all(until_position=until, page_size=page_size):
+        for done in await replayer.feed(event):
+            yield done
+    for done in replayer.finish():
+        yield done

@@ -1,0 +1,105 @@
+"""Replay: the decisions run over a recorded log, compared with what the log shows was run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from eventstore import MemoryEventStore, NewEvent, RecordedEvent
+from handlers.decisions import Command, PullKeyPointers, SendContract, decide
+from handlers.replay import replay_log, replay_stream
+from projections.contract import ContractState
+from projections.events import EventType, contract_stream
+
+pytestmark = pytest.mark.anyio
+
+STREAM = contract_stream("deal-1")
+
+
+async def _append(store: MemoryEventStore, *events: NewEvent) -> RecordedEvent:
+    result = await store.append(STREAM, list(events), expected_version=None)
+    return result.events[-1]
+
+
+def _caused(
+    trigger: RecordedEvent, type_: str, data: dict[str, Any], source: Any = "api"
+) -> NewEvent:
+    return NewEvent(type_, data, source, causation_id=trigger.event_id)
+
+
+async def _recorded_case() -> MemoryEventStore:
+    """Requested with send, created, sent: the outcomes the handlers record, caused as they are."""
+    store = MemoryEventStore()
+    request = {"external_id": "deal-1", "request": {"contract_name": "MSA"}, "send": {}}
+    requested = await _append(store, NewEvent(EventType.CONTRACT_REQUESTED, request, "intake"))
+    call = {"operation": "create_contract", "method": "POST", "path": "/contracts/", "status": 201}
+    created = await _append(
+        store,
+        _caused(requested, EventType.CONTRACT_CREATE_INTENDED, {"attempt": 1}),
+        _caused(requested, EventType.SPOTDRAFT_CALL_RECORDED, call),
+        _caused(requested, EventType.CONTRACT_CREATED, {"id": "T-1", "contract_id": 1}),
+    )
+    send = {"operation": "send_to_counterparties", "method": "POST", "status": 200}
+    await _append(
+        store,
+        _caused(created, EventType.SPOTDRAFT_CALL_RECORDED, send),
+        _caused(created, EventType.CONTRACT_SENT, {"composite_id": "T-1"}),
+    )
+    return store
+
+
+async def test_the_recorded_decisions_replay_without_differences() -> None:
+    """The handlers' own decisions over their own log differ nowhere."""
+    store = await _recorded_case()
+    replay = await replay_stream(store, STREAM)
+    assert replay is not None
+    assert replay.difference_count == 0
+    assert replay.steps[0].issued == ["CreateContract"]
+    assert replay.steps[0].recorded == ["CreateContract"]
+    assert replay.state is not None
+    assert replay.state.sync == "sent"
+
+
+async def test_a_decision_that_no_longer_sends_is_reported_against_the_log() -> None:
+    """A changed table that drops the send shows the recorded send as a difference."""
+
+    def no_send(state: ContractState | None, event: RecordedEvent) -> list[Command]:
+        return [c for c in decide(state, event) if not isinstance(c, SendContract)]
+
+    store = await _recorded_case()
+    replay = await replay_stream(store, STREAM, decide_fn=no_send)
+    assert replay is not None
+    differing = [(s.event.type, s.differences) for s in replay.steps if s.differences]
+    assert differing == [
+        (
+            EventType.CONTRACT_CREATED,
+            ["the log shows SendContract; the handlers would not issue it now"],
+        )
+    ]
+
+
+async def test_a_decision_that_issues_more_is_reported_as_missing_from_the_log() -> None:
+    """A changed table that pulls key pointers on send shows a command the log never ran."""
+
+    def eager(state: ContractState | None, event: RecordedEvent) -> list[Command]:
+        extra = [PullKeyPointers()] if event.type == EventType.CONTRACT_SENT else []
+        return [*decide(state, event), *extra]
+
+    store = await _recorded_case()
+    replays = [r async for r in replay_log(store, decide_fn=eager)]
+    assert [(r.external_id, r.difference_count) for r in replays] == [("deal-1", 1)]
+    (step,) = replays[0].steps
+    assert step.differences == ["the handlers would issue PullKeyPointers; the log shows none"]
+
+
+async def test_until_gives_the_state_at_that_position_and_no_later_decisions() -> None:
+    """With until, the state is the fold up to it; later outcomes still count as recorded."""
+    store = await _recorded_case()
+    replay = await replay_stream(store, STREAM, until=4)
+    assert replay is not None
+    assert [s.event.position for s in replay.steps] == [1, 2, 3, 4]
+    assert replay.state is not None
+    assert (replay.state.sync, replay.state.last_position) == ("created", 4)
+    assert replay.steps[3].recorded == ["SendContract"]
+    assert replay.difference_count == 0
