@@ -11,6 +11,17 @@ import argparse
 import sys
 
 import anyio
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from daemon.cli import CommandError
 from daemon.config import load_settings
@@ -36,16 +47,18 @@ def run(args: argparse.Namespace) -> int:
         report = anyio.run(_rebuild, settings.database, bool(args.verify))
     except EventStoreError as exc:
         raise CommandError(f"cannot rebuild from {settings.database}: {exc}") from None
+    rate = report.position / report.seconds if report.seconds else 0.0
     print(
         f"rebuilt the contract read models up to position {report.position} "
-        f"in {report.seconds:.1f}s"
+        f"in {report.seconds:.1f}s ({rate:,.0f} events/s)"
     )
     if not report.verified:
         return 0
     if report.difference_count == 0:
         print(f"verified: {report.rows_compared} rows, no differences")
         return 0
-    print(f"{report.difference_count} differences from the live read models:")
+    count = report.difference_count
+    print(f"{count} difference{'s' if count != 1 else ''} from the live read models:")
     for difference in report.differences:
         print(f"  {difference.describe()}")
     hidden = report.difference_count - len(report.differences)
@@ -55,12 +68,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _rebuild(database: str, verify: bool) -> RebuildReport:
-    def progress(position: int, last: int) -> None:
-        if sys.stderr.isatty() and last:
-            print(f"\r{position}/{last} events", end="", file=sys.stderr, flush=True)
-
     async with await open_store(database) as store:
-        report = await rebuild(store, verify=verify, on_progress=progress)
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
-    return report
+        if not sys.stderr.isatty():
+            return await rebuild(store, verify=verify)
+        with _progress_bar() as bar:
+            task = bar.add_task("rebuilding", total=None)
+
+            def progress(position: int, last: int) -> None:
+                bar.update(task, completed=position, total=last or None)
+
+            return await rebuild(store, verify=verify, on_progress=progress)
+
+
+def _progress_bar() -> Progress:
+    """Events done of the log, events/s and time left, on stderr (a terminal only)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
+        _RateColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} events/s")
