@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -84,8 +85,8 @@ def routes(sb: Sandbox) -> list[Route]:
             )
         pdf, file_name = found
         sb.stats.record("GET /_files/{token}/{file_name}", 200)
-        return Response(pdf, media_type="application/pdf", headers={
-            "Content-Disposition": f'attachment; filename="{file_name}"'})
+        return Response(pdf, media_type="application/pdf",
+                        headers={"Content-Disposition": content_disposition(file_name)})
 
     return [
         Route("/_sandbox/contracts", contracts, methods=["GET"]),
@@ -97,6 +98,14 @@ def routes(sb: Sandbox) -> list[Route]:
         Route("/_sandbox/documents/{composite_id}", document, methods=["GET"]),
         Route("/_files/{token}/{file_name}", download, methods=["GET"]),
     ]
+
+
+def content_disposition(file_name: str) -> str:
+    """RFC 6266: an ASCII fallback, and the real name (any Unicode) as ``filename*``.
+
+    A header is latin-1 on the wire, so a name with other characters cannot go as is."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in file_name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name, safe='')}"
 
 
 def slash_redirect(routes: list[Route], sb: Sandbox) -> object:
