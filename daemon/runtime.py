@@ -89,7 +89,7 @@ class Daemon:
         )
         self.settings = settings
         self.insecure_local = insecure_local
-        self._workers_started = 0
+        self._ready = False
 
     async def run(
         self,
@@ -126,28 +126,16 @@ class Daemon:
                 store,
                 settings,
                 metrics=metrics,
-                subscriptions_running=lambda: self._workers_started == 3,
+                subscriptions_running=lambda: self._ready,
                 lag_checkpoints=(PROJECTION, HANDLERS_CHECKPOINT),
                 on_scrape=count_parked,
                 allow_anonymous=self.insecure_local,
             )
+            handlers_stop = anyio.Event()
             async with anyio.create_task_group() as workers:
                 await workers.start(
                     lambda task_status: run_projections(store, task_status=task_status)
                 )
-                self._workers_started += 1
-                await workers.start(
-                    lambda task_status: run_handlers(
-                        store,
-                        client,
-                        documents_dir=documents,
-                        sink=sink,
-                        # A create sent by a process that died may be in flight this long.
-                        intent_lease=timeout + 5.0,
-                        task_status=task_status,
-                    )
-                )
-                self._workers_started += 1
                 await workers.start(
                     lambda task_status: run_reconciler(
                         store,
@@ -158,25 +146,42 @@ class Daemon:
                         task_status=task_status,
                     )
                 )
-                self._workers_started += 1
                 head = await store.last_position()
                 workers.start_soon(metrics.count_appends, store, head)
-                http_shutdown = anyio.Event()
-                async with anyio.create_task_group() as web:
-                    url = await web.start(
-                        lambda task_status: serve_app(
-                            app,
-                            bound,
-                            shutdown=http_shutdown,
-                            graceful_timeout=GRACEFUL_SECONDS,
+                async with anyio.create_task_group() as handling:
+                    await handling.start(
+                        lambda task_status: run_handlers(
+                            store,
+                            client,
+                            documents_dir=documents,
+                            sink=sink,
+                            # A create sent by a process that died may be in flight this long.
+                            intent_lease=timeout + 5.0,
+                            stop=handlers_stop,
+                            grace=GRACEFUL_SECONDS,
                             task_status=task_status,
                         )
                     )
-                    log.info("daemon started", url=url, database=_describe(settings.database))
-                    task_status.started(Running(url, store, metrics, client))
-                    await shutdown.wait()
-                    log.info("shutting down: draining in-flight requests")
-                    http_shutdown.set()
+                    self._ready = True
+                    http_shutdown = anyio.Event()
+                    async with anyio.create_task_group() as web:
+                        url = await web.start(
+                            lambda task_status: serve_app(
+                                app,
+                                bound,
+                                shutdown=http_shutdown,
+                                graceful_timeout=GRACEFUL_SECONDS,
+                                task_status=task_status,
+                            )
+                        )
+                        log.info("daemon started", url=url, database=_describe(settings.database))
+                        task_status.started(Running(url, store, metrics, client))
+                        await shutdown.wait()
+                        self._ready = False
+                        log.info("shutting down: draining in-flight requests")
+                        http_shutdown.set()
+                    log.info("shutting down: finishing in-flight work")
+                    handlers_stop.set()
                 workers.cancel_scope.cancel()
             log.info("daemon stopped")
 

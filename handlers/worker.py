@@ -56,6 +56,7 @@ class HandlerRunner:
         self._dispatched = 0
         self._saved = 0
         self._advanced = anyio.Event()
+        self._drained = anyio.Event()  # set whenever no lane has work left
         # stream -> the fold up to (and including) the last event decided on
         self._states: OrderedDict[str, ContractState] = OrderedDict()
         self._cache_size = cache_size
@@ -64,14 +65,37 @@ class HandlerRunner:
     def checkpoint(self) -> int:
         return self._unfinished[0] - 1 if self._unfinished else self._dispatched
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        *,
+        stop: anyio.Event | None = None,
+        grace: float = 10.0,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Handle events until cancelled, or until ``stop`` is set: then take no new event,
+        give the work in progress ``grace`` seconds to finish, and return."""
         start = await self.store.load_checkpoint(self.name)
         self._dispatched = self._saved = start
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._save_checkpoints)
             task_status.started()
-            async for event in self.store.subscribe(from_position=start + 1):
-                await self._dispatch(tg, event)
+            with anyio.CancelScope() as following:
+                if stop is not None:
+                    tg.start_soon(_cancel_when, stop, following)
+                async for event in self.store.subscribe(from_position=start + 1):
+                    await self._dispatch(tg, event)
+            with anyio.move_on_after(grace):
+                while self._lanes:
+                    await self._drained.wait()
+            if self._lanes:
+                log.warning(
+                    "stopping with work unfinished; it resumes on the next start",
+                    contracts=len(self._lanes),
+                )
+            tg.cancel_scope.cancel()
+        # What finished is not done again after a restart; what did not, is.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(grace):
+            await self._save_checkpoint()
 
     async def _dispatch(self, tg: TaskGroup, event: RecordedEvent) -> None:
         self._dispatched = event.position
@@ -92,13 +116,16 @@ class HandlerRunner:
         async with self._limiter:
             while lane:
                 event = lane[0]
-                try:
-                    await self._handle_with_retries(event)
-                finally:
-                    lane.popleft()
-                    self._finish(event.position)
+                # Handling swallows every error but cancellation; a cancelled event is not
+                # finished, so the checkpoint stays before it and a restart runs it again.
+                await self._handle_with_retries(event)
+                lane.popleft()
+                self._finish(event.position)
             # No await between the empty check and this: a new event starts a new lane.
             del self._lanes[stream]
+            if not self._lanes:
+                self._drained.set()
+                self._drained = anyio.Event()
 
     async def _handle_with_retries(self, event: RecordedEvent) -> None:
         # Handling is idempotent (commands are refined against the current state), so a
@@ -157,10 +184,18 @@ class HandlerRunner:
         while True:
             await self._advanced.wait()
             self._advanced = anyio.Event()
-            position = self.checkpoint
-            if position > self._saved:
-                await self.store.save_checkpoint(self.name, position)
-                self._saved = position
+            await self._save_checkpoint()
+
+    async def _save_checkpoint(self) -> None:
+        position = self.checkpoint
+        if position > self._saved:
+            await self.store.save_checkpoint(self.name, position)
+            self._saved = position
+
+
+async def _cancel_when(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 async def run_handlers(
@@ -171,11 +206,14 @@ async def run_handlers(
     sink: Sink | None = None,
     concurrency: int = 16,
     intent_lease: float = INTENT_LEASE,
+    stop: anyio.Event | None = None,
+    grace: float = 10.0,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the handlers until cancelled; ``started()`` once the subscription is set up."""
+    """Run the handlers until cancelled or ``stop`` (then drain for ``grace`` seconds);
+    ``started()`` once the subscription is set up."""
     executor = Executor(
         store, client, documents_dir=Path(documents_dir), sink=sink, intent_lease=intent_lease
     )
     runner = HandlerRunner(store, executor, concurrency=concurrency)
-    await runner.run(task_status=task_status)
+    await runner.run(stop=stop, grace=grace, task_status=task_status)
