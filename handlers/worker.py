@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
+from structlog.contextvars import bound_contextvars
 
 from eventstore import EventStore, RecordedEvent
 from handlers.api import SpotDraftAPI
@@ -146,6 +147,13 @@ class HandlerRunner:
 
     async def handle(self, event: RecordedEvent) -> None:
         """Decide on ``event`` with the state before it, then run the commands it calls for."""
+        # Every log line while handling it names the contract and the event.
+        with bound_contextvars(
+            external_id=external_id_of(event.stream), stream=event.stream, position=event.position
+        ):
+            await self._handle(event)
+
+    async def _handle(self, event: RecordedEvent) -> None:
         before = await self._state_before(event)
         commands = decide(before, event)
         after = apply(before, event)

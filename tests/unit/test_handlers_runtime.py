@@ -1,4 +1,4 @@
-"""Stopping the handlers: work in progress finishes within the grace period, or resumes later."""
+"""The handlers' runtime: stopping within a grace period, and log lines that name the event."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 
 import anyio
 import pytest
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
 
 from eventstore import MemoryEventStore
 from handlers.spotdraft import Result
@@ -75,3 +77,22 @@ async def test_work_past_the_grace_period_resumes_on_the_next_start(tmp_path: Pa
             tg.cancel_scope.cancel()
     assert (await state_of(store)).spotdraft_id == "T-1"
     assert len(client.contracts) == 1
+
+
+async def test_handler_log_lines_name_the_contract_and_event(tmp_path: Path) -> None:
+    """While an event is handled, log lines carry its external_id, stream and position."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    with capture_logs(processors=[merge_contextvars]) as lines:
+        run = functools.partial(run_handlers, store, client, documents_dir=tmp_path)
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                await tg.start(run)
+                await request(store)
+                while (await state_of(store)).spotdraft_id is None:
+                    await store.wait_for_append(await store.last_position())
+                tg.cancel_scope.cancel()
+    commands = [line for line in lines if line["event"] == "command"]
+    assert commands
+    assert commands[0]["external_id"] == "deal-1"
+    assert commands[0]["stream"] == "contract-deal-1"
+    assert commands[0]["position"] == 1
