@@ -269,7 +269,7 @@ async def run_chaos(options: ChaosOptions, *, say: Callable[[str], None] = print
         reached_first_kill = anyio.Event()
         kills_done = anyio.Event()
         # Spread the later kills over the time the work should take at 10 calls/s.
-        span = max(2.0, options.contracts * 0.5 / (options.kills + 1))
+        span = max(2.0, options.contracts * 0.6 / max(1, options.kills))
 
         async def submit() -> None:
             for external_id in external_ids:

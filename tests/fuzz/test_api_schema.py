@@ -1,0 +1,119 @@
+"""schemathesis against the daemon's own /openapi.json, served on loopback by a running daemon.
+
+Every operation of the intake, send and query API is fed generated requests, valid and
+invalid: no answer is a 5xx, every answer matches the description, and every contract
+request the daemon accepted (200/202) can be found afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.core.failures import FailureGroup
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import negative_data_rejection
+
+from daemon.config import Settings
+from daemon.runtime import running_daemon
+from daemon.sandbox import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_HMAC_KEY,
+    Sandbox,
+    SandboxOptions,
+)
+from daemon.serving import bind
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+TOKEN = "schema-fuzz-token-9f2a"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+EXAMPLES = 25  # per operation and mode: enough to find a 5xx, small enough for CI
+
+
+@pytest.fixture
+async def daemon_url(tmp_path: Path) -> AsyncIterator[str]:
+    bound = bind()
+    options = SandboxOptions(webhook_url=f"{bound.url}/webhooks/spotdraft", seed=5)
+    async with Sandbox.serve(options) as sandbox:
+        config = Settings(
+            database=str(tmp_path / "spotsync.db"),
+            listen=f"127.0.0.1:{bound.port}",
+            api_token=TOKEN,
+            base_url=sandbox.url,
+            client_id=DEFAULT_CLIENT_ID,
+            client_secret=DEFAULT_CLIENT_SECRET,
+            hmac_key=DEFAULT_HMAC_KEY,
+            documents_dir=str(tmp_path / "documents"),
+            spotdraft_timeout=2.0,
+        )
+        async with running_daemon(config, bound=bound) as daemon:
+            yield daemon.url
+
+
+def fuzz(url: str, document: dict[str, Any], accepted: set[str]) -> list[str]:
+    """Run every /v1 operation's generated cases (blocking: runs in a worker thread)."""
+    schema = schemathesis.openapi.from_dict(document)
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if not operation.path.startswith("/v1"):
+            continue
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            run = _cases(operation, mode, url, accepted, failures)
+            run()
+    return failures
+
+
+def _cases(
+    operation: Any, mode: GenerationMode, url: str, accepted: set[str], failures: list[str]
+) -> Callable[[], None]:
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: Any) -> None:
+        response = case.call(base_url=url, headers=AUTH, timeout=10)
+        label = f"{case.method} {case.formatted_path} [{mode.value}] -> {response.status_code}"
+        if response.status_code >= 500:
+            failures.append(f"{label}: {response.text[:200]}")
+            return
+        try:
+            # Unknown query parameters are ignored by design, which this check calls a fault.
+            case.validate_response(
+                response, headers=AUTH, excluded_checks=[negative_data_rejection]
+            )
+        except (AssertionError, FailureGroup) as exc:
+            failures.append(f"{label}: {str(exc)[:300]}")
+            return
+        is_intake = case.method == "POST" and case.path == "/v1/contracts"
+        if is_intake and response.status_code in (200, 202):
+            accepted.add(response.json()["external_id"])
+
+    return run
+
+
+async def test_the_api_answers_generated_requests_as_it_describes(daemon_url: str) -> None:
+    """No 5xx, answers match /openapi.json, and every accepted contract request is kept."""
+    async with httpx.AsyncClient(base_url=daemon_url, headers=AUTH, timeout=10) as api:
+        document = (await api.get("/openapi.json")).json()
+        accepted: set[str] = set()
+        failures = await anyio.to_thread.run_sync(fuzz, daemon_url, document, accepted)
+        assert failures == []
+        assert accepted, "no generated contract request was accepted"
+        for external_id in accepted:
+            response = await api.get(f"/v1/contracts/{quote(external_id, safe='')}/events")
+            assert response.status_code == 200, external_id
+            assert response.json()["events"][0]["type"] == "ContractRequested"
