@@ -226,12 +226,13 @@ async def fill(
     window: int = 200,
     appenders: int = 32,
     whole: bool = False,
+    group: int = 1,
     seed: int = 7,
 ) -> int:
     """Append at least ``events`` events (whole contracts) to ``store``; returns how many.
 
-    ``whole``: each contract's lifecycle in one append (several times faster to write;
-    contracts still interleave, their events no longer do).
+    ``group``: lifecycle steps an append (fewer, bigger appends are faster to write; the
+    contracts' events interleave a little less). ``whole``: a contract in one append.
     """
     rng = random.Random(seed)
     planned = appended = 0
@@ -248,9 +249,7 @@ async def fill(
             while len(active) < window and planned < events:
                 next_contract += 1
                 stream = contract_stream(f"hubspot-deal-{next_contract}")
-                steps = lifecycle(next_contract, rng)
-                if whole:
-                    steps = iter([[event for step in steps for event in step]])
+                steps = _grouped(lifecycle(next_contract, rng), 1_000 if whole else group)
                 active.append((stream, steps))
             if not active:
                 return None
@@ -293,3 +292,14 @@ async def fill(
         for _ in range(appenders):
             tg.start_soon(appender)
     return appended
+
+
+def _grouped(steps: Iterator[list[NewEvent]], size: int) -> Iterator[list[NewEvent]]:
+    chunk: list[NewEvent] = []
+    for number, step in enumerate(steps, 1):
+        chunk.extend(step)
+        if number % size == 0:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

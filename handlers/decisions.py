@@ -87,9 +87,15 @@ def webhook_id_for(event: RecordedEvent) -> str:
     return f"msg_{event.event_id}"
 
 
-def decide(state: ContractState | None, event: RecordedEvent) -> list[Command]:
-    """The commands ``event`` calls for, given the contract's state before it."""
-    new = apply(state, event)
+def decide(
+    state: ContractState | None, event: RecordedEvent, new: ContractState | None = None
+) -> list[Command]:
+    """The commands ``event`` calls for, given the contract's state before it.
+
+    ``new``: ``apply(state, event)``, when the caller has it already (replay folds anyway).
+    """
+    if new is None:
+        new = apply(state, event)
     before = state if state is not None else ContractState(external_id=new.external_id)
     webhook_id = webhook_id_for(event)
     commands: list[Command] = []

@@ -30,6 +30,7 @@ from eventstore.envelope import RecordedEvent
 from handlers.decisions import Command, NotifySink, decide, refine
 from projections.contract import ContractState, apply, fold
 from projections.events import EventType, external_id_of
+from projections.longruns import rare_gc
 
 Decide = Callable[[ContractState | None, RecordedEvent], list[Command]]
 
@@ -216,13 +217,20 @@ class Replayer:
             trigger = contract.by_id.get(str(event.causation_id))
             if trigger is not None and name not in trigger.recorded:
                 trigger.recorded.append(name)
+        after = apply(contract.state, event)
         if self._past_until(event):
-            contract.state = apply(contract.state, event)
+            contract.state = after
             return
-        step = Step(event, self.decide(contract.state, event))
+        if self.decide is decide:
+            commands = decide(contract.state, event, after)  # the fold done once, not twice
+        else:
+            commands = self.decide(contract.state, event)
+        # A whole log keeps only the envelope's bookkeeping: the data is read again for
+        # the few contracts that differ (replay_log), so memory does not hold payloads.
+        step = Step(event if self.keep_steps else _slim(event), commands)
         contract.steps.append(step)
         contract.by_id[event.event_id] = step
-        contract.state = contract.at_until = apply(contract.state, event)
+        contract.state = contract.at_until = after
 
     def _past_until(self, event: RecordedEvent) -> bool:
         if self.until is not None and event.position > self.until:
@@ -266,11 +274,34 @@ async def replay_log(
     decide_fn: Decide = decide,
     until: int | None = None,
     page_size: int = 2000,
+    max_contracts: int = 2_000,
 ) -> AsyncIterator[ContractReplay]:
     """Every contract of the log; yields each one's replay (only steps with differences)."""
-    replayer = Replayer(source, decide_fn=decide_fn, until=until)
-    async for event in source.read_all(until_position=until, page_size=page_size):
-        for done in await replayer.feed(event):
-            yield done
+    replayer = Replayer(source, decide_fn=decide_fn, until=until, max_contracts=max_contracts)
+    with rare_gc() as collector:
+        async for event in source.read_all(until_position=until, page_size=page_size):
+            collector.tick()
+            for done in await replayer.feed(event):
+                yield await _with_payloads(source, done)
     for done in replayer.finish():
-        yield done
+        yield await _with_payloads(source, done)
+
+
+async def _with_payloads(source: EventSource, replay: ContractReplay) -> ContractReplay:
+    if replay.steps:
+        events = {e.position: e for e in await source.read_stream(replay.steps[0].event.stream)}
+        for step in replay.steps:
+            step.event = events.get(step.event.position, step.event)
+    return replay
+
+
+def _slim(event: RecordedEvent) -> RecordedEvent:
+    return RecordedEvent(
+        event.position,
+        event.stream,
+        event.version,
+        event.type,
+        {},
+        event.metadata,
+        event.recorded_at,
+    )

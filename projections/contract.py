@@ -237,9 +237,8 @@ def _timestamp(moment: datetime) -> str:
 def _evolve(state: ContractState, **changes: Any) -> ContractState:
     """``state`` with ``changes``: ``dataclasses.replace`` without its per-call overhead."""
     new = object.__new__(ContractState)
-    fields = new.__dict__
-    fields.update(state.__dict__)
-    fields.update(changes)
+    # One merged dict, set as the instance dict (frozen: bypass the dataclass's __setattr__).
+    object.__setattr__(new, "__dict__", state.__dict__ | changes)
     return new
 
 

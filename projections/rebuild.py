@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventstore import Document, DocumentWrite, EventStore
+from projections.longruns import rare_gc
 from projections.runner import LIVE, SHADOW, ContractProjection, Tables, catch_up
 
 MAX_REPORTED = 100
@@ -54,19 +55,25 @@ async def rebuild(
     last = await store.last_position()
     report = RebuildReport(verified=verify)
 
-    def progress(position: int) -> None:
-        if on_progress is not None:
-            on_progress(position, last)
-
     target = SHADOW if verify else LIVE
     await store.drop_projection(target.name, target.collections)
-    report.position = await catch_up(
-        store,
-        ContractProjection(store, target),
-        until_position=last,
-        batch_size=batch_size,
-        on_batch=progress,
-    )
+    with rare_gc() as collector:
+        done = 0
+
+        def progress(position: int) -> None:
+            nonlocal done
+            collector.tick(position - done)
+            done = position
+            if on_progress is not None:
+                on_progress(position, last)
+
+        report.position = await catch_up(
+            store,
+            ContractProjection(store, target, cache_size=max(10_000, 4 * batch_size)),
+            until_position=last,
+            batch_size=batch_size,
+            on_batch=progress,
+        )
     if verify:
         for live, shadow in zip(LIVE.collections, SHADOW.collections, strict=True):
             await _compare(store, live, shadow, report)

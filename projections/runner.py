@@ -56,6 +56,14 @@ SHADOW = Tables(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A folded batch: the rows to write, and the position its checkpoint moves to."""
+
+    position: int
+    writes: list[DocumentWrite]
+
+
 def due_key(state: ContractState | None) -> str | None:
     """The contract's key in ``reconcile_due``, or None when it needs no reconciling."""
     if state is None or state.last_heard_at is None or state.final or state.error is not None:
@@ -84,34 +92,51 @@ class ContractProjection:
 
     async def commit(self, events: Sequence[RecordedEvent]) -> None:
         """Fold ``events`` and commit the rows they change with the checkpoint at the last."""
+        batch = await self.fold(events)
+        if batch is not None:
+            await self.save(batch)
+
+    async def fold(self, events: Sequence[RecordedEvent]) -> Batch | None:
+        """Fold ``events`` into the rows they change (the last state of each), not saved yet.
+
+        The new states are cached at once, so the next batch can be folded while this one
+        is being saved (``save``); the cache is trimmed only after a save, so a state not
+        yet saved is never evicted and read back stale from the store.
+        """
         if not events:
-            return
+            return None
         touched: dict[str, tuple[ContractState | None, ContractState]] = {}
         before: ContractState | None
         current: ContractState | None
+        cache = self._cache
         for event in events:
             external_id = external_id_of(event.stream)
             if external_id is None:
                 continue  # unmatched webhooks: stored for support, not part of a contract
-            if external_id in touched:
-                before, current = touched[external_id]
+            pair = touched.get(external_id)
+            if pair is not None:
+                before, current = pair
             elif event.version == 1:
                 before = current = None  # a new stream: nothing stored to read back
             else:
                 before = current = await self.state(external_id)
             touched[external_id] = (before, apply(current, event))
         writes = [write for key, pair in touched.items() for write in self._writes(key, *pair)]
-        try:
-            await self.store.commit_projection(self.tables.name, events[-1].position, writes)
-        except BaseException:
-            self._cache.clear()
-            raise
         for key, (_, after) in touched.items():
-            self._cache[key] = after
-            self._cache.move_to_end(key)
+            cache[key] = after
+            cache.move_to_end(key)
+        return Batch(events[-1].position, writes)
+
+    async def save(self, batch: Batch) -> None:
+        """Commit a folded batch's rows with the checkpoint at its last position."""
+        try:
+            await self.store.commit_projection(self.tables.name, batch.position, batch.writes)
+        except BaseException:
+            self._cache.clear()  # it holds states that were never saved
+            raise
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        _progress(self.store, self.tables.name).advance(events[-1].position)
+        _progress(self.store, self.tables.name).advance(batch.position)
 
     def _writes(
         self, external_id: str, before: ContractState | None, after: ContractState
@@ -140,24 +165,46 @@ async def catch_up(
     batch_size: int = 500,
     on_batch: Callable[[int], None] | None = None,
 ) -> int:
-    """Fold everything after the checkpoint (up to ``until_position``); returns the position."""
-    position = await store.load_checkpoint(projection.tables.name)
-    batch: list[RecordedEvent] = []
-    async for event in store.read_all(
-        from_position=position + 1, until_position=until_position, page_size=batch_size
-    ):
-        batch.append(event)
-        if len(batch) >= batch_size:
-            await projection.commit(batch)
-            position = batch[-1].position
-            batch = []
-            if on_batch is not None:
-                on_batch(position)
-    if batch:
-        await projection.commit(batch)
-        position = batch[-1].position
-        if on_batch is not None:
-            on_batch(position)
+    """Fold everything after the checkpoint (up to ``until_position``); returns the position.
+
+    Three stages overlap, each a batch apart: the next page is read while this one is
+    folded, and the batch before is saved meanwhile (the store's writer commits and syncs
+    while the fold goes on). Each stage holds at most one batch, so memory stays flat.
+    """
+    position = start = await store.load_checkpoint(projection.tables.name)
+    pages_in, pages_out = anyio.create_memory_object_stream[list[RecordedEvent]](1)
+    saves_in, saves_out = anyio.create_memory_object_stream[Batch](0)
+
+    async def read() -> None:
+        async with pages_in:
+            batch: list[RecordedEvent] = []
+            async for event in store.read_all(
+                from_position=start + 1, until_position=until_position, page_size=batch_size
+            ):
+                batch.append(event)
+                if len(batch) >= batch_size:
+                    await pages_in.send(batch)
+                    batch = []
+            if batch:
+                await pages_in.send(batch)
+
+    async def save() -> None:
+        nonlocal position
+        async with saves_out:
+            async for folded in saves_out:
+                await projection.save(folded)
+                position = folded.position
+                if on_batch is not None:
+                    on_batch(position)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        tg.start_soon(save)
+        async with pages_out, saves_in:
+            async for page in pages_out:
+                folded = await projection.fold(page)
+                if folded is not None:
+                    await saves_in.send(folded)
     return position
 
 

@@ -1,0 +1,180 @@
+"""Rebuild and full replay over long realistic logs, against raw read + decode.
+
+    .venv/bin/python -m bench.replay [--sizes 250000,1000000] [--keep DIR]
+
+For each size a log is built in a fresh SQLite file (``bench.logs``: whole contract
+lifecycles, interleaved, realistic payloads). Then, each in a child process of its own
+so its peak memory is its own:
+
+- raw: ``sqlite3`` select of every event + ``orjson.loads`` of data and metadata, the
+  least any reader of the log must do (the reference of the ratios);
+- rebuild: ``projections.rebuild.rebuild`` (what ``spotsync projections rebuild`` runs);
+- replay: ``handlers.replay.replay_log`` (what ``spotsync replay`` runs on the whole log).
+
+Figures: events/s, the ratio to raw (target at least 0.8), and peak RSS (target under
+200 MB, flat from the small log to the big one). The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+
+TARGET_RATIO = 0.8
+TARGET_RSS_MB = 200.0
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def raw(database: str) -> int:
+    db = sqlite3.connect(database)
+    count = 0
+    loads = orjson.loads
+    query = "SELECT position, stream, version, type, data, metadata, recorded_at FROM events"
+    for row in db.execute(query + " ORDER BY position"):
+        loads(row[4])
+        loads(row[5])
+        count += 1
+    db.close()
+    return count
+
+
+async def rebuild_log(database: str) -> int:
+    from eventstore import open_store
+    from projections.rebuild import rebuild
+
+    async with await open_store(database) as store:
+        report = await rebuild(store)
+    return report.position
+
+
+async def replay_whole_log(database: str) -> int:
+    from eventstore import open_store
+    from handlers.replay import replay_log as replay
+
+    async with await open_store(database) as store:
+        differences = 0
+        async for contract in replay(store):
+            differences += contract.difference_count
+        if differences:
+            raise SystemExit(f"replay found {differences} differences in a generated log")
+        return await store.last_position()
+
+
+def child(kind: str, database: str) -> None:
+    """Run one measurement in this process; print its figures as JSON."""
+    started = time.perf_counter()
+    if kind == "raw":
+        events = raw(database)
+    elif kind == "rebuild":
+        events = anyio.run(rebuild_log, database)
+    else:
+        events = anyio.run(replay_whole_log, database)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"events": events, "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}))
+
+
+def measure(kind: str, database: str) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.replay", "--child", kind, database]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    figures: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    figures["events_per_s"] = figures["events"] / figures["seconds"]
+    return figures
+
+
+async def build(database: str, events: int) -> int:
+    from bench.logs import fill
+    from eventstore import open_store
+
+    async with await open_store(database) as store:
+        present = await store.last_position()
+        if present:
+            return present  # kept from an earlier run (--keep)
+        return await fill(store, events, group=4)
+
+
+def run_size(directory: Path, size: int) -> dict[str, Any]:
+    database = str(directory / f"log-{size}.db")
+    started = time.perf_counter()
+    events = anyio.run(build, database, size)
+    print(f"{size:>9,}: built {events:,} events in {time.perf_counter() - started:.0f}s")
+    figures: dict[str, Any] = {"events": events}
+    for kind in ("raw", "rebuild", "replay"):
+        result = measure(kind, database)
+        figures[kind] = result
+        ratio = result["events_per_s"] / figures["raw"]["events_per_s"]
+        print(
+            f"{'':>11}{kind:<8} {result['events_per_s']:>10,.0f} events/s  "
+            f"ratio {ratio:.2f}  peak {result['peak_rss_mb']:.0f} MB"
+        )
+    return figures
+
+
+def summary(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    line: dict[str, Any] = {"bench": "replay"}
+    for size, figures in results.items():
+        raw_eps = figures["raw"]["events_per_s"]
+        line[str(size)] = {
+            "events": figures["events"],
+            "raw_events_per_s": round(raw_eps),
+            **{
+                f"{kind}_{name}": value
+                for kind in ("rebuild", "replay")
+                for name, value in (
+                    ("events_per_s", round(figures[kind]["events_per_s"])),
+                    ("ratio", round(figures[kind]["events_per_s"] / raw_eps, 3)),
+                    ("peak_rss_mb", round(figures[kind]["peak_rss_mb"], 1)),
+                )
+            },
+        }
+    biggest = results[max(results)]
+    raw_eps = biggest["raw"]["events_per_s"]
+    line["targets"] = {
+        "ratio": TARGET_RATIO,
+        "peak_rss_mb": TARGET_RSS_MB,
+        "ratio_met": all(
+            biggest[kind]["events_per_s"] / raw_eps >= TARGET_RATIO
+            for kind in ("rebuild", "replay")
+        ),
+        "memory_met": all(
+            f[kind]["peak_rss_mb"] < TARGET_RSS_MB
+            for f in results.values()
+            for kind in ("rebuild", "replay")
+        ),
+    }
+    return line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sizes", default="250000,1000000", help="log sizes, comma-separated")
+    parser.add_argument("--keep", metavar="DIR", help="build the logs in DIR and keep them")
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "DB"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(*args.child)
+        return 0
+    sizes = [int(size) for size in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="spotsync-bench-") as scratch:
+        directory = Path(args.keep) if args.keep else Path(scratch)
+        directory.mkdir(parents=True, exist_ok=True)
+        results = {size: run_size(directory, size) for size in sizes}
+    print(json.dumps(summary(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
