@@ -16,6 +16,7 @@ Extra query parameters of the URL become server settings (asyncpg's rule), so
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -184,7 +185,7 @@ class PostgresEventStore(EventStore):
                     if write.doc is None:
                         await conn.execute(Q["delete_document"], write.collection, write.key)
                     else:
-                        doc = orjson.dumps(write.doc).decode()
+                        doc = _jsonb_text(orjson.dumps(write.doc).decode())
                         await conn.execute(Q["upsert_document"], write.collection, write.key, doc)
                 await conn.execute(Q["save_checkpoint"], name, position)
 
@@ -278,6 +279,18 @@ def _decode_rows(rows: Sequence[Sequence[Any]]) -> list[RecordedEvent]:
         )
         for position, stream, version, type_, data, meta, at in (row[:7] for row in rows)
     ]
+
+
+# A JSON \u0000 escape, not one whose backslash is itself escaped ("\\u0000" is text).
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _jsonb_text(text: str) -> str:
+    """JSON text jsonb accepts: it refuses NUL in strings, so NUL becomes U+FFFD.
+
+    Events keep NUL (their column is json); a read model shows the replacement, and a
+    rebuild writes the same replacement, so rebuilt and live documents still agree."""
+    return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
 
 
 def _as_document(raw: str) -> Document:

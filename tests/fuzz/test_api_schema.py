@@ -7,12 +7,15 @@ request the daemon accepted (200/202) can be found afterwards.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import anyio
+import asyncpg
 import httpx
 import pytest
 import schemathesis
@@ -31,6 +34,7 @@ from daemon.sandbox import (
     SandboxOptions,
 )
 from daemon.serving import bind
+from tests.acceptance.conftest import contract_request, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -39,13 +43,35 @@ AUTH = {"authorization": f"Bearer {TOKEN}"}
 EXAMPLES = 25  # per operation and mode: enough to find a 5xx, small enough for CI
 
 
+POSTGRES_URL = os.environ.get("SPOTSYNC_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A SQLite file, or a fresh PostgreSQL schema (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "spotsync.db")
+        return
+    if not POSTGRES_URL:
+        pytest.skip("SPOTSYNC_TEST_POSTGRES_URL is not set (PostgreSQL tests skipped)")
+    schema = f"fuzz_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        separator = "&" if "?" in POSTGRES_URL else "?"
+        yield f"{POSTGRES_URL}{separator}search_path={schema}"
+    finally:
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
+
+
 @pytest.fixture
-async def daemon_url(tmp_path: Path) -> AsyncIterator[str]:
+async def daemon_url(database: str, tmp_path: Path) -> AsyncIterator[str]:
     bound = bind()
     options = SandboxOptions(webhook_url=f"{bound.url}/webhooks/spotdraft", seed=5)
     async with Sandbox.serve(options) as sandbox:
         config = Settings(
-            database=str(tmp_path / "spotsync.db"),
+            database=database,
             listen=f"127.0.0.1:{bound.port}",
             api_token=TOKEN,
             base_url=sandbox.url,
@@ -117,3 +143,26 @@ async def test_the_api_answers_generated_requests_as_it_describes(daemon_url: st
             response = await api.get(f"/v1/contracts/{quote(external_id, safe='')}/events")
             assert response.status_code == 200, external_id
             assert response.json()["events"][0]["type"] == "ContractRequested"
+
+
+async def test_nul_in_a_contract_request_is_served_and_the_daemon_keeps_running(
+    daemon_url: str,
+) -> None:
+    """A NUL inside request strings is accepted; the contract is queryable; readiness holds.
+
+    PostgreSQL's jsonb refuses NUL: the read model once crashed the daemon on it."""
+    request = contract_request("crm-nul-1")
+    request["contract_data"]["customer_name"] = "Acme\0Corp"
+    request["external_metadata"].update(integration_name="Hub\0Spot", record_type="\\u0000Deal\0")
+    async with httpx.AsyncClient(base_url=daemon_url, headers=AUTH, timeout=10) as api:
+        response = await api.post("/v1/contracts", json=request)
+        assert response.status_code == 202, response.text
+
+        async def projected() -> dict[str, Any] | None:
+            found = await api.get("/v1/contracts/crm-nul-1")
+            return found.json() if found.status_code == 200 else None
+
+        view = await wait_for(projected, seconds=20, what="the contract's projection")
+        assert view["integration_name"] in ("Hub\0Spot", "Hub\ufffdSpot")
+        assert view["record_type"] in ("\\u0000Deal\0", "\\u0000Deal\ufffd")
+        assert (await api.get("/readyz")).status_code == 200
