@@ -13,14 +13,15 @@ import httpx
 import orjson
 import pytest
 
-from daemon.sandbox import DEFAULT_HMAC_KEY
+from daemon.sandbox import DEFAULT_HMAC_KEY, Faults
 from eventstore import open_store
 from projections.events import EventType
-from tests.acceptance.conftest import Deployment
+from tests.acceptance.conftest import Deployment, contract_request, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 SENDERS = 8
+CREATE = "POST /api/v2.1/public/contracts/"
 KEY = base64.b64decode(DEFAULT_HMAC_KEY)
 
 
@@ -85,3 +86,21 @@ async def test_sigterm_during_webhooks_loses_nothing_acknowledged(deployment: De
     answered_200 = {signed(n)[0].decode() for n, outcome in outcomes.items() if outcome == "200"}
     assert answered_200 - stored == set()
     assert len(answered_200) >= 200
+
+
+async def test_sigterm_during_a_hanging_spotdraft_call_exits_0(deployment: Deployment) -> None:
+    """With a SpotDraft call hanging, SIGTERM stops the daemon within its grace period, exit 0."""
+    deployment.sandbox.set_faults(Faults(api_timeout_rate=1.0))
+    async with deployment.daemon() as process, deployment.api() as api:
+        response = await api.post("/v1/contracts", json=contract_request("crm-hang-1"))
+        assert response.status_code == 202
+
+        async def hanging() -> bool:
+            return sum(deployment.sandbox.stats.calls[CREATE].values()) >= 1
+
+        await wait_for(hanging, seconds=30, what="the create call to hang")
+        process.send_signal(signal.SIGTERM)
+        # In-flight work gets the daemon's grace period (10 s) to finish, then is cut.
+        with anyio.fail_after(25):
+            status = await process.wait()
+    assert status == 0, deployment.log_text()
