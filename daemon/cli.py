@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import Protocol
 
 from daemon import __version__
 from daemon.config import ConfigError
+
+# The password of a URL's user info (postgresql://user:PASSWORD@host/db).
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s]*@", re.IGNORECASE)
+
+
+def without_passwords(text: str) -> str:
+    """``text`` with every URL password masked: error lines often quote SPOTSYNC_DATABASE."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 class CommandError(Exception):
@@ -71,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except (CommandError, ConfigError) as exc:
-        print(f"spotsync {args.command}: {exc}", file=sys.stderr)
+        print(f"spotsync {args.command}: {without_passwords(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -12,6 +12,7 @@ from daemon.cli import CommandError
 from daemon.config import Settings, load_settings
 from daemon.logging import configure_logging
 from daemon.runtime import Daemon
+from eventstore import EventStoreError
 
 HELP = "the daemon: HTTP server (webhooks, intake, query API), handlers, reconciler and sink"
 
@@ -43,9 +44,21 @@ def run(args: argparse.Namespace) -> int:
     daemon = Daemon(settings, insecure_local=args.insecure_local)
     try:
         anyio.run(_serve, daemon)
-    except OSError as exc:
+    except (OSError, EventStoreError) as exc:
         raise CommandError(str(exc)) from None
+    except BaseExceptionGroup as group:
+        # The task group wraps a port in use or an unreachable database: one line, no trace.
+        reasons, rest = group.split((OSError, EventStoreError))
+        if reasons is None or rest is not None:
+            raise
+        raise CommandError(str(_first_leaf(reasons))) from None
     return 0
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 async def _serve(daemon: Daemon) -> None:

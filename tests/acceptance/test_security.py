@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
+import anyio
 import httpx
 import pytest
 
@@ -131,3 +134,57 @@ async def test_hostile_external_ids_are_accepted_safely_or_refused_with_422(
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(os.listdir(root)) == sorted(Path(v["document"]["path"]).name for v in views)
     assert stat.S_IMODE(root.stat().st_mode) == 0o700
+
+
+PASSWORD = "Hunter2-db-password"
+UNREACHABLE_DATABASE = f"postgresql://spotsync:{PASSWORD}@127.0.0.1:1/spotsync"
+
+
+def spotsync_env(**changes: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPOTSYNC_", "SPOTDRAFT_"))}
+    return {
+        **env,
+        "SPOTSYNC_API_TOKEN": API_TOKEN,
+        "SPOTDRAFT_BASE_URL": "http://127.0.0.1:9",
+        "SPOTDRAFT_CLIENT_ID": "client",
+        "SPOTDRAFT_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+        "SPOTDRAFT_HMAC_KEY": DEFAULT_HMAC_KEY,
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["run"], ["events"], ["replay"], ["parked"], ["reconcile"], ["projections", "rebuild"]],
+)
+async def test_database_failures_are_one_line_without_the_password(command: list[str]) -> None:
+    """An unreachable database is one error line naming the problem, never the URL's password."""
+    result = await anyio.run_process(
+        [sys.executable, "-m", "daemon", *command],
+        env=spotsync_env(SPOTSYNC_DATABASE=UNREACHABLE_DATABASE, SPOTSYNC_LISTEN="127.0.0.1:0"),
+        check=False,
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert PASSWORD not in stderr + result.stdout.decode()
+    assert stderr.count("\n") == 1, stderr
+    assert "PostgreSQL" in stderr
+
+
+async def test_run_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    """`spotsync run` on a busy port says so in one line and exits 2, without a traceback."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = await anyio.run_process(
+            [sys.executable, "-m", "daemon", "run"],
+            env=spotsync_env(
+                SPOTSYNC_DATABASE=str(tmp_path / "spotsync.db"), SPOTSYNC_LISTEN=f"127.0.0.1:{port}"
+            ),
+            check=False,
+        )
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert stderr.count("\n") == 1, stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in stderr
