@@ -197,14 +197,20 @@ async def catch_up(
                 if on_batch is not None:
                     on_batch(position)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(read)
-        tg.start_soon(save)
-        async with pages_out, saves_in:
-            async for page in pages_out:
-                folded = await projection.fold(page)
-                if folded is not None:
-                    await saves_in.send(folded)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            tg.start_soon(save)
+            async with pages_out, saves_in:
+                async for page in pages_out:
+                    folded = await projection.fold(page)
+                    if folded is not None:
+                        await saves_in.send(folded)
+    except BaseExceptionGroup as group:
+        # One stage failed (the others were cancelled): callers see the store's own error.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
     return position
 
 

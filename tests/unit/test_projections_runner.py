@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import anyio
 import pytest
 
-from eventstore import DocumentWrite, MemoryEventStore, NewEvent
+from eventstore import DocumentWrite, MemoryEventStore, NewEvent, PersistenceError
 from projections.events import EventType, contract_stream
 from projections.rebuild import rebuild
 from projections.runner import (
@@ -15,6 +16,8 @@ from projections.runner import (
     CONTRACTS,
     PROJECTION,
     RECONCILE_DUE,
+    ContractProjection,
+    catch_up,
     run_projections,
     wait_for_projection,
 )
@@ -109,3 +112,24 @@ async def test_rebuild_equals_live_and_verify_reports_a_corrupted_row() -> None:
     assert [d.describe() for d in report.differences] == ["contracts/deal-03: differs (status)"]
     assert await store.query_documents(CONTRACTS) == live
     assert await store.load_checkpoint(PROJECTION) == await store.last_position()
+
+
+class _FailingCommits(MemoryEventStore):
+    async def commit_projection(
+        self, name: str, position: int, writes: Sequence[DocumentWrite]
+    ) -> None:
+        raise PersistenceError("disk full")
+
+
+@pytest.mark.anyio
+async def test_a_failed_save_surfaces_as_the_stores_error_and_keeps_the_checkpoint() -> None:
+    """Catching up through a store that cannot commit raises its PersistenceError, unwrapped,
+    and leaves the checkpoint where it was."""
+    store = _FailingCommits()
+    for n in range(5):
+        await store.append(
+            f"contract-d-{n}", [NewEvent("ContractRequested", {}, "intake")], expected_version=0
+        )
+    with pytest.raises(PersistenceError, match="disk full"):
+        await catch_up(store, ContractProjection(store), batch_size=2)
+    assert await store.load_checkpoint("contracts") == 0
