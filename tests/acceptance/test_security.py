@@ -88,13 +88,15 @@ async def test_health_and_metrics_show_nothing_secret(deployment: Deployment) ->
 
 
 async def test_intake_body_over_the_limit_is_413(deployment: Deployment) -> None:
-    """A 2 MiB contract request is refused with 413 and nothing is created."""
+    """A 2 MiB contract or send request is refused with 413 and nothing is created."""
     async with deployment.daemon(), deployment.api() as api:
         request = contract_request("crm-huge-1")
         request["contract_data"]["notes"] = "x" * (2 << 20)
         response = await api.post("/v1/contracts", json=request)
         assert response.status_code == 413
         assert (await api.get("/v1/contracts/crm-huge-1")).status_code == 404
+        send = await api.post("/v1/contracts/crm-huge-1/send", json={"notes": "x" * (2 << 20)})
+        assert send.status_code == 413
 
 
 async def test_hostile_external_ids_are_accepted_safely_or_refused_with_422(
