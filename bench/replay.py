@@ -8,6 +8,7 @@ so its peak memory is its own:
 
 - raw: ``sqlite3`` select of every event + ``orjson.loads`` of data and metadata, the
   least any reader of the log must do (the reference of the ratios);
+- store_read: the store's own ``read_all`` (envelopes decoded), for where the time goes;
 - rebuild: ``projections.rebuild.rebuild`` (what ``spotsync projections rebuild`` runs);
 - replay: ``handlers.replay.replay_log`` (what ``spotsync replay`` runs on the whole log).
 
@@ -52,6 +53,16 @@ def raw(database: str) -> int:
     return count
 
 
+async def store_read(database: str) -> int:
+    from eventstore import open_store
+
+    count = 0
+    async with await open_store(database) as store:
+        async for _ in store.read_all(page_size=2000):
+            count += 1
+    return count
+
+
 async def rebuild_log(database: str) -> int:
     from eventstore import open_store
     from projections.rebuild import rebuild
@@ -79,6 +90,8 @@ def child(kind: str, database: str) -> None:
     started = time.perf_counter()
     if kind == "raw":
         events = raw(database)
+    elif kind == "store_read":
+        events = anyio.run(store_read, database)
     elif kind == "rebuild":
         events = anyio.run(rebuild_log, database)
     else:
@@ -112,7 +125,7 @@ def run_size(directory: Path, size: int) -> dict[str, Any]:
     events = anyio.run(build, database, size)
     print(f"{size:>9,}: built {events:,} events in {time.perf_counter() - started:.0f}s")
     figures: dict[str, Any] = {"events": events}
-    for kind in ("raw", "rebuild", "replay"):
+    for kind in ("raw", "store_read", "rebuild", "replay"):
         result = measure(kind, database)
         figures[kind] = result
         ratio = result["events_per_s"] / figures["raw"]["events_per_s"]
@@ -132,7 +145,7 @@ def summary(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
             "raw_events_per_s": round(raw_eps),
             **{
                 f"{kind}_{name}": value
-                for kind in ("rebuild", "replay")
+                for kind in ("store_read", "rebuild", "replay")
                 for name, value in (
                     ("events_per_s", round(figures[kind]["events_per_s"])),
                     ("ratio", round(figures[kind]["events_per_s"] / raw_eps, 3)),
