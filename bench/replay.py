@@ -130,7 +130,7 @@ def run_size(directory: Path, size: int) -> dict[str, Any]:
         figures[kind] = result
         ratio = result["events_per_s"] / figures["raw"]["events_per_s"]
         print(
-            f"{'':>11}{kind:<8} {result['events_per_s']:>10,.0f} events/s  "
+            f"{'':>11}{kind:<10} {result['events_per_s']:>10,.0f} events/s  "
             f"ratio {ratio:.2f}  peak {result['peak_rss_mb']:.0f} MB"
         )
     return figures
