@@ -268,6 +268,7 @@ async def run_chaos(options: ChaosOptions, *, say: Callable[[str], None] = print
         first_kill_at = rng.randint(1, max(1, options.contracts // 2))
         reached_first_kill = anyio.Event()
         kills_done = anyio.Event()
+        mid_request_kills = 0
         # Spread the later kills over the time the work should take at 10 calls/s.
         span = max(2.0, options.contracts * 0.6 / max(1, options.kills))
 
@@ -280,19 +281,22 @@ async def run_chaos(options: ChaosOptions, *, say: Callable[[str], None] = print
             reached_first_kill.set()
 
         async def killer() -> None:
+            nonlocal mid_request_kills
             for k in range(options.kills):
                 if k == 0:
                     await reached_first_kill.wait()
                 else:
                     await anyio.sleep(rng.uniform(0.5, span))
-                stats = await sandbox_stats(control)
-                calls = sum(sum(s.values()) for s in stats["calls"].values())
+                stats = await mid_request(control)
                 await daemon.kill()
+                calls = sum(sum(s.values()) for s in stats["calls"].values())
                 moment = (
-                    f"kill {k + 1} at {time.monotonic() - started:.1f}s: {len(accepted)} "
+                    f"kill {k + 1} at {time.monotonic() - started:.1f}s: "
+                    f"{stats['in_flight']} SpotDraft requests in flight, {len(accepted)} "
                     f"submitted, {calls} SpotDraft calls and "
                     f"{stats['webhooks']['sent']} webhook attempts so far"
                 )
+                mid_request_kills += stats["in_flight"] > 0
                 kill_moments.append(moment)
                 say(moment)
                 await daemon.start()
@@ -363,6 +367,7 @@ async def run_chaos(options: ChaosOptions, *, say: Callable[[str], None] = print
             "sandbox_api_calls_by_status": dict(sorted(api_statuses.items())),
             "sandbox_webhooks": stats["webhooks"],
             "sink_notifications": len(sink.received),
+            "kills_mid_request": mid_request_kills,
             "kill_moments": kill_moments,
         }
         return ChaosResult(summary, checks)
@@ -447,6 +452,16 @@ async def submit_one(api: httpx.AsyncClient, external_id: str) -> None:
         raise RuntimeError(f"intake of {external_id}: {response.status_code} {response.text}")
 
     await until(accepted, seconds=120, what=f"the intake of {external_id}")
+
+
+async def mid_request(control: httpx.AsyncClient, seconds: float = 3.0) -> dict[str, Any]:
+    """The sandbox's stats at a moment it is answering a SpotDraft call, if one comes soon."""
+    stats = await sandbox_stats(control)
+    with anyio.move_on_after(seconds):
+        while not stats["in_flight"]:
+            await anyio.sleep(0.002)
+            stats = await sandbox_stats(control)
+    return stats
 
 
 async def sandbox_stats(control: httpx.AsyncClient) -> dict[str, Any]:

@@ -86,7 +86,11 @@ class Gate:
         async def guarded(request: Request) -> Response:
             response = await self._check(request)
             if response is None:
-                response = await self._faulty(endpoint) or await handler(request)
+                self._stats.in_flight += 1
+                try:
+                    response = await self._faulty(endpoint) or await handler(request)
+                finally:
+                    self._stats.in_flight -= 1
             if response.status_code != 504:  # a timeout was counted before it hung
                 self._stats.record(endpoint, response.status_code)
             return response
@@ -121,6 +125,11 @@ class Gate:
         if faults.api_timeout_rate and self._rng.random() < faults.api_timeout_rate:
             # Nothing is done; the answer comes after the client has given up waiting.
             self._stats.record(endpoint, 504)
-            await anyio.sleep(self._options.timeout_hang_s)
+            # Not "in flight": the client stops waiting long before this answer.
+            self._stats.in_flight -= 1
+            try:
+                await anyio.sleep(self._options.timeout_hang_s)
+            finally:
+                self._stats.in_flight += 1
             return detail(504, "Upstream timeout")
         return None

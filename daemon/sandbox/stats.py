@@ -10,6 +10,8 @@ class Stats:
     def __init__(self) -> None:
         self.calls: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self.rate_limited = 0
+        # API requests being answered right now (latency, handler, a create's held 201).
+        self.in_flight = 0
         self.webhooks: Counter[str] = Counter(
             {"sent": 0, "delivered": 0, "failed_attempts": 0, "dropped": 0, "duplicated": 0,
              "gave_up": 0}
@@ -27,5 +29,6 @@ class Stats:
                 for endpoint, by_status in sorted(self.calls.items())
             },
             "rate_limited": self.rate_limited,
+            "in_flight": self.in_flight,
             "webhooks": dict(sorted(self.webhooks.items())),
         }

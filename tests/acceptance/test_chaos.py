@@ -29,6 +29,7 @@ async def test_chaos_run_keeps_every_promise(tmp_path: Path) -> None:
     assert result.failures() == []
     assert result.summary["webhook_deliveries"]["acknowledged"] > 0
     assert len(result.summary["kill_moments"]) == 2
+    assert result.summary["kills_mid_request"] >= 1
 
 
 async def test_kill_between_create_and_its_response_creates_once(deployment: Deployment) -> None:
