@@ -29,7 +29,7 @@ from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp, utcno
 from eventstore.errors import EventStoreError, PersistenceError
 from eventstore.groupcommit import Append, GroupCommit, Job, Planned
 from eventstore.migrations import pending, sqlite_statements
-from eventstore.sqlite_commit import Q, commit, decode_rows, max_position, translate
+from eventstore.sqlite_commit import Head, Q, commit, decode_rows, max_position, translate
 
 T = TypeVar("T")
 _NO_LIMIT = 2**63 - 1
@@ -50,6 +50,7 @@ class SQLiteEventStore(EventStore):
         self._writer = writer
         self._reader = reader
         self._group = GroupCommit(self._commit, pipeline=_PIPELINE)
+        self._head = Head()  # touched only on the writer's thread, inside ``commit``
         self._last_position = last
         self._appended = anyio.Event()
         self._closed = False
@@ -233,7 +234,7 @@ class SQLiteEventStore(EventStore):
     async def _commit(self, batch: list[Job[Any]]) -> None:
         try:
             with _translated():
-                last = await _run(self._writer, functools.partial(commit, batch))
+                last = await _run(self._writer, functools.partial(commit, batch, self._head))
         except BaseException:
             if self._closed:
                 raise EventStoreError("the store is closed") from None

@@ -1,9 +1,19 @@
 """What the SQLite writer runs on its connection's thread: one function per group commit.
 
-Appends are planned (``eventstore.groupcommit``) against what the batch looked up with
-one statement each, then inserted together with one ``executemany``. Any other write
-(checkpoints, documents) is a function run in its own savepoint, so one failing job
-never fails the rest of its batch.
+A batch of appends is planned (``eventstore.groupcommit``) against the head of the log:
+its last position and the versions of the batch's streams. The writer remembers the
+head it left (``Head``), so the common batch needs no look-up at all: it is planned
+from memory and inserted with one statement. That memory is checked for free. Positions
+are gap-free, so anyone else's append since (another process on the same file) took
+position ``last + 1``, and an event id stored earlier is unique too: either makes the
+insert fail on its primary key or unique index. Then the transaction starts over, and
+the batch is planned from what one ``look_up`` statement reads.
+
+Few statements matter as much as little work: the event loop's thread holds the GIL
+most of the time, and each statement costs this thread a wait to get it back.
+
+Any other write (checkpoints, documents) is a function run in its own savepoint, so one
+failing job never fails the rest of its batch.
 """
 
 from __future__ import annotations
@@ -12,49 +22,148 @@ import functools
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 import orjson
 
 from eventstore.envelope import RecordedEvent, parse_timestamp
 from eventstore.errors import AppendOnlyError, EventStoreError, PersistenceError
-from eventstore.groupcommit import Append, Batch, Job, plan_append
+from eventstore.groupcommit import Append, Batch, Job, Planned, Row, plan_append
 from eventstore.migrations import queries
 
 Q = queries("sqlite")
+_ROWS_PER_INSERT = 128  # 1024 parameters a statement, well inside SQLite's limit
+_HEAD_STREAMS = 10_000  # stream versions remembered; past that, forgotten and looked up
 
 
-def commit(jobs: list[Job[Any]], db: sqlite3.Connection) -> int:
+class Head:
+    """The head of the log as this writer left it: the last position, and the versions
+    of the streams it appended to recently. ``last`` is None when unknown (at first, and
+    after a failed commit)."""
+
+    __slots__ = ("last", "versions")
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+        self.versions: dict[str, int] = {}
+
+    def batch(self, appends: list[Append]) -> Batch | None:
+        """A batch planned from memory, or None when a stream's version is not known."""
+        if self.last is None:
+            return None
+        versions = self.versions
+        try:
+            return Batch(self.last + 1, {}, {a.stream: versions[a.stream] for a in appends})
+        except KeyError:
+            return None
+
+    def advance(self, batch: Batch) -> None:
+        self.last = batch.next_position - 1
+        if len(self.versions) + len(batch.versions) > _HEAD_STREAMS:
+            self.versions.clear()
+        self.versions.update(batch.versions)
+
+    def forget(self) -> None:
+        self.last = None
+        self.versions.clear()
+
+
+def commit(jobs: list[Job[Any]], head: Head, db: sqlite3.Connection) -> int:
     """One transaction for every queued job; a job that fails is left out alone.
 
-    Returns the last position of the log after the commit.
+    Returns the last position of the log after the commit (0 when no append said).
     """
+    appending = [job for job in jobs if isinstance(job.payload, Append)]
+    planned = _plan_from_memory(head, appending)
+    if planned and len(appending) == len(jobs) and len(planned[0].rows) <= _ROWS_PER_INSERT:
+        # One statement outside a transaction is a transaction of its own, durable when
+        # the statement returns: the whole commit costs this thread one wait for the GIL.
+        try:
+            insert(db, planned[0].rows)
+        except sqlite3.IntegrityError:
+            planned = None  # someone else appended, or an id was stored before
+        except BaseException:
+            head.forget()
+            raise
+        else:
+            return _planned(head, appending, planned)
     db.execute("BEGIN IMMEDIATE")
     try:
-        appends = [job.payload for job in jobs if isinstance(job.payload, Append)]
-        batch = look_up(db, appends)
-        for job in jobs:
-            if isinstance(job.payload, Append):
-                try:
-                    job.result = plan_append(batch, job.payload, decode_rows)
-                except EventStoreError as exc:
-                    job.error = exc
-                continue
-            db.execute("SAVEPOINT job")
+        if planned:
             try:
-                job.result = job.payload(db)
-            except sqlite3.Error as exc:
-                db.execute("ROLLBACK TO job")
-                job.error = translate(exc)
-            db.execute("RELEASE job")
-        # Every append of the batch in one statement; the plan already ruled out conflicts.
-        db.executemany(Q["insert_event"], batch.rows)
+                insert(db, planned[0].rows)
+            except sqlite3.IntegrityError:
+                planned = None
+                db.execute("ROLLBACK")
+                db.execute("BEGIN IMMEDIATE")
+        batch = planned[0] if planned else _from_database(db, appending) if appending else None
+        for job in jobs:
+            if not isinstance(job.payload, Append):
+                db.execute("SAVEPOINT job")
+                try:
+                    job.result = job.payload(db)
+                except sqlite3.Error as exc:
+                    db.execute("ROLLBACK TO job")
+                    job.error = translate(exc)
+                db.execute("RELEASE job")
         db.execute("COMMIT")
-        return batch.next_position - 1
     except BaseException:
+        head.forget()
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+    if planned:
+        return _planned(head, appending, planned)
+    if batch is not None:
+        head.advance(batch)
+    return head.last or 0
+
+
+def _plan_from_memory(
+    head: Head, appending: list[Job[Any]]
+) -> tuple[Batch, list[Planned]] | None:
+    """The batch planned against ``head``, or None when a stream's version is unknown or
+    an append would be refused: refusals are decided against the database."""
+    batch = head.batch([job.payload for job in appending]) if appending else None
+    if batch is None:
+        return None
+    try:
+        return batch, [plan_append(batch, job.payload, decode_rows) for job in appending]
+    except EventStoreError:
+        return None
+
+
+def _planned(head: Head, appending: list[Job[Any]], planned: tuple[Batch, list[Planned]]) -> int:
+    """Hand out the outcomes of a batch planned from memory, now that it is committed."""
+    batch, outcomes = planned
+    for job, outcome in zip(appending, outcomes, strict=True):
+        job.result = outcome
+    head.advance(batch)
+    return batch.next_position - 1
+
+
+def _from_database(db: sqlite3.Connection, appending: list[Job[Any]]) -> Batch:
+    batch = look_up(db, [job.payload for job in appending])
+    for job in appending:
+        try:
+            job.result = plan_append(batch, job.payload, decode_rows)
+        except EventStoreError as exc:
+            job.error = exc
+    insert(db, batch.rows)
+    return batch
+
+
+def insert(db: sqlite3.Connection, rows: list[Row]) -> None:
+    """All the rows, in as few statements as the parameter limit allows."""
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        db.execute(_insert_statement(len(chunk)), list(chain.from_iterable(chunk)))
+
+
+@functools.lru_cache(maxsize=_ROWS_PER_INSERT)
+def _insert_statement(rows: int) -> str:
+    return Q["insert_event"].rstrip().rstrip(";") + ", (?, ?, ?, ?, ?, ?, ?, ?)" * (rows - 1)
 
 
 def look_up(db: sqlite3.Connection, appends: list[Append]) -> Batch:

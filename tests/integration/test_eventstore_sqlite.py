@@ -135,3 +135,29 @@ async def test_two_batches_in_flight_keep_the_log_gap_free(
         assert [e.position for e in log] == list(range(1, 401))
         for w in range(20):
             assert [e.data["n"] for e in await store.read_stream(f"w{w}")] == list(range(20))
+
+
+async def test_appends_planned_from_memory_see_other_writers_and_stored_ids(
+    tmp_path: Path,
+) -> None:
+    """The writer plans from what it committed last; another store's appends to the file
+    and ids stored before are still seen: refusals, duplicates, gap-free positions."""
+    path = str(tmp_path / "events.db")
+    async with await SQLiteEventStore.open(path) as ours, await SQLiteEventStore.open(
+        path
+    ) as theirs:
+        first = event(1)
+        await ours.append("s", [first], expected_version=0)
+        await theirs.append("s", [event(2)], expected_version=1)
+        await theirs.append("t", [event(3)], expected_version=0)
+        with pytest.raises(ConcurrencyError):
+            await ours.append("s", [event(4)], expected_version=1)
+        placed = await ours.append("s", [event(5)], expected_version=None)
+        assert (placed.position, placed.events[0].version) == (4, 3)
+        retry = await ours.append("s", [first], expected_version=None)
+        assert retry.duplicate
+        assert retry.position == 1
+        await theirs.append("t", [event(6)], expected_version=1)
+        after = await ours.append("s", [event(7)], expected_version=3)
+        assert (after.position, after.events[0].version) == (6, 4)
+        assert [e.position async for e in ours.read_all()] == list(range(1, 7))
