@@ -111,6 +111,15 @@ async def test_hostile_external_ids_are_accepted_safely_or_refused_with_422(
             assert response.status_code == 422, (external_id, response.text)
             fields = [e["field"] for e in response.json()["error"]["fields"]]
             assert fields == ["external_metadata.id"], (external_id, response.text)
+            for suffix in ("", "/events", "/send"):
+                method = "POST" if suffix == "/send" else "GET"
+                path = f"/v1/contracts/{quoted(external_id)}{suffix}"
+                answer = await api.request(method, path)
+                assert answer.status_code < 500, path
+                if external_id not in ("", ".", ".."):  # clients remove those segments
+                    # Not found as a contract, or as a route: a JSON error either way.
+                    assert answer.status_code in (404, 405), (path, answer.status_code)
+                    assert answer.json()["error"]["code"], path
         for external_id in HOSTILE_ACCEPTED:
             response = await api.post("/v1/contracts", json=contract_request(external_id))
             assert response.status_code == 202, (external_id, response.text)
