@@ -10,9 +10,12 @@ Three collections, written with the projection's checkpoint in one ``commit_proj
   reads the most overdue first and stops at the first one heard from recently.
 
 The runner reads the log a page at a time and commits one batch per page, so catching
-up a long log costs one transaction per few hundred events. States are cached in a
-bounded LRU (the runner is the only writer, so the cache cannot go stale); a miss reads
-the stored document back, so memory stays flat however many contracts there are.
+up a long log costs one transaction per few hundred events; reading the next page,
+folding this one and saving the one before overlap (``catch_up``). Each batch writes
+only the last state of each contract it touched. States are cached in a bounded LRU
+(the runner is the only writer, so the cache cannot go stale, and it is trimmed only
+after a save, so an unsaved state is never read back); a miss reads the stored document
+back, so memory stays flat however many contracts there are.
 """
 
 from __future__ import annotations
