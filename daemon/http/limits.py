@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
+import contextlib
+from collections.abc import AsyncIterator
+
+import anyio
+from starlette.requests import ClientDisconnect, Request
 
 from daemon.http.errors import ApiError
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: a webhook or a contract request is a few KB.
+
+# A refused body is still read and thrown away, up to this much and this long: a server
+# that closes a connection with unread bytes makes the kernel reset it, and the client
+# loses the 413 with it. Memory stays bounded by the chunk size; bigger bodies are cut.
+DRAIN_BYTES = 4 << 20
+DRAIN_SECONDS = 2.0
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -16,15 +26,29 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         if not declared.strip().isdigit():
             raise ApiError(400, "Content-Length is not a number")
         if int(declared) > max_bytes:
+            if int(declared) <= DRAIN_BYTES:
+                await _discard(request.stream(), 0)
             raise _too_large(max_bytes)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    async for chunk in stream:
         size += len(chunk)
         if size > max_bytes:
+            await _discard(stream, size)
             raise _too_large(max_bytes)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _discard(stream: AsyncIterator[bytes], already: int) -> None:
+    """Read what is left of a refused body without keeping it, within the drain bounds."""
+    drained = already
+    with anyio.move_on_after(DRAIN_SECONDS), contextlib.suppress(ClientDisconnect):
+        async for chunk in stream:
+            drained += len(chunk)
+            if drained > DRAIN_BYTES:
+                return
 
 
 def _too_large(max_bytes: int) -> ApiError:
