@@ -44,18 +44,21 @@ class Append:
     ids: list[str]
     expected_version: int | None
     events: Sequence[NewEvent]
+    metadata_dicts: list[dict[str, Any]]  # as encoded in ``metadata``, for the result
 
     @classmethod
     def of(cls, stream: str, events: Sequence[NewEvent], expected_version: int | None) -> Append:
         dumps = orjson.dumps
+        metadata = [event.metadata() for event in events]
         return cls(
-            stream=stream,
-            types=[event.type for event in events],
-            data=[dumps(event.data).decode() for event in events],
-            metadata=[dumps(event.metadata()).decode() for event in events],
-            ids=[event.event_id for event in events],
-            expected_version=expected_version,
-            events=events,
+            stream,
+            [event.type for event in events],
+            [dumps(event.data).decode() for event in events],
+            [dumps(meta).decode() for meta in metadata],
+            [event.event_id for event in events],
+            expected_version,
+            events,
+            metadata,
         )
 
     def result(self, planned: Planned) -> AppendResult:
@@ -64,13 +67,13 @@ class Append:
         if isinstance(planned, AppendResult):
             return planned  # all stored already
         position, version, at = planned
-        stream = self.stream
+        stream, meta = self.stream, self.metadata_dicts
         return AppendResult(
             tuple(
-                RecordedEvent(
-                    position + i, stream, version + i, e.type, e.data, e.metadata(), at
-                )
-                for i, e in enumerate(self.events)
+                [
+                    RecordedEvent(position + i, stream, version + i, e.type, e.data, meta[i], at)
+                    for i, e in enumerate(self.events)
+                ]
             )
         )
 

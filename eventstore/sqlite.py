@@ -84,7 +84,9 @@ class SQLiteEventStore(EventStore):
         if not events:
             raise ValueError("append needs at least one event")
         append = Append.of(stream, events, expected_version)
-        return append.result(await self._write(Job[Planned](append)))
+        # Job[Planned](...) would cost typing's generic-alias call on every append.
+        job: Job[Planned] = Job(append)
+        return append.result(await self._write(job))
 
     async def read_stream(self, stream: str, *, from_version: int = 1) -> list[RecordedEvent]:
         def read(db: sqlite3.Connection) -> list[RecordedEvent]:
