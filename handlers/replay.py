@@ -21,7 +21,7 @@ kept in a bounded LRU; one evicted and met again is folded again from its stream
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -128,6 +128,8 @@ class ContractReplay:
 
 def compare(step: Step, final: ContractState | None, *, sink_configured: bool) -> None:
     """Fill ``step.differences`` (and notes) from its commands and recorded outcomes."""
+    if not step.would_issue and not step.recorded:
+        return  # most events: nothing decided, nothing run
     wanted = [_family(name) for name in step.issued]
     shown = {_family(name) for name in step.recorded}
     for name in dict.fromkeys(step.recorded):
@@ -182,26 +184,26 @@ class Replayer:
         self.events = 0
         self._contracts: OrderedDict[str, _Contract] = OrderedDict()
 
-    async def feed(self, event: RecordedEvent) -> list[ContractReplay]:
+    async def feed(self, event: RecordedEvent) -> Sequence[ContractReplay]:
         """Take one event; returns the replays of contracts evicted to make room."""
         self.events += 1
-        if external_id_of(event.stream) is None:
-            return []
         contract = self._contracts.get(event.stream)
-        done: list[ContractReplay] = []
-        if contract is None:
-            state = None
-            if event.version > 1:
-                history = await self.source.read_stream(event.stream)
-                state = fold(history[: event.version - 1])
-            contract = self._contracts[event.stream] = _Contract(state)
-            if len(self._contracts) > self.max_contracts:
-                stream, oldest = self._contracts.popitem(last=False)
-                done.append(self._finish(stream, oldest))
-        else:
+        if contract is not None:
             self._contracts.move_to_end(event.stream)
+            self._step(contract, event)
+            return ()
+        if external_id_of(event.stream) is None:
+            return ()
+        state = None
+        if event.version > 1:  # evicted earlier (or the log starts mid-stream): fold again
+            history = await self.source.read_stream(event.stream)
+            state = fold(history[: event.version - 1])
+        contract = self._contracts[event.stream] = _Contract(state)
         self._step(contract, event)
-        return done
+        if len(self._contracts) > self.max_contracts:
+            stream, oldest = self._contracts.popitem(last=False)
+            return (self._finish(stream, oldest),)
+        return ()
 
     def finish(self) -> Iterator[ContractReplay]:
         """Every contract still open, at the end of the log."""
