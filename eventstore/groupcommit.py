@@ -29,7 +29,7 @@ from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp, utcno
 from eventstore.errors import ConcurrencyError, EventIdConflictError
 
 T = TypeVar("T")
-Row = tuple[int, str, int, str, str, str, str, str]  # position .. event_id, recorded_at
+Row = tuple[int, str, int, str, str, str, str, str]  # position .. recorded_at, event_id
 Planned = AppendResult | tuple[int, int, datetime]
 
 
@@ -90,7 +90,7 @@ class Batch:
         self.recorded_at = utcnow()
         self.text_recorded_at = format_timestamp(self.recorded_at)
         self.next_position = next_position
-        self.stored = stored  # event id -> (position, ..., recorded_at), for this batch's ids
+        self.stored = stored  # event id -> (position, ..., recorded_at, ...), this batch's ids
         self.versions = versions  # stream -> version, for the streams of this batch
         self.rows: list[Row] = []
 
@@ -106,26 +106,28 @@ def plan_append(
     position and version of the first new event and the time recorded. Raises, adding
     nothing, when the append is refused.
     """
-    stored = [batch.stored.get(event_id) for event_id in append.ids]
-    if all(stored):
-        return AppendResult(tuple(decode([row for row in stored if row is not None])),
+    ids, stored = append.ids, batch.stored
+    found = [stored.get(event_id) for event_id in ids]
+    if all(found):
+        return AppendResult(tuple(decode([row for row in found if row is not None])),
                             duplicate=True)
-    if any(stored):
+    if any(found):
         raise EventIdConflictError("the batch mixes stored and new event ids")
-    if len(set(append.ids)) != len(append.ids):
+    if len(ids) > 1 and len(set(ids)) != len(ids):
         raise EventIdConflictError("the batch repeats an event id")
     stream = append.stream
     version = batch.versions.get(stream, 0)
     if append.expected_version is not None and append.expected_version != version:
         raise ConcurrencyError(stream, append.expected_version, version)
-    position, at = batch.next_position, batch.text_recorded_at
+    position, at, rows = batch.next_position, batch.text_recorded_at, batch.rows
     for i, (type_, data, meta, event_id) in enumerate(
-        zip(append.types, append.data, append.metadata, append.ids, strict=True)
+        zip(append.types, append.data, append.metadata, ids, strict=True)
     ):
-        batch.rows.append((position + i, stream, version + 1 + i, type_, data, meta, event_id, at))
-        # As a stored row reads, for a later append of the same id in this batch.
-        batch.stored[event_id] = (position + i, stream, version + 1 + i, type_, data, meta, at)
-    count = len(append.ids)
+        row = (position + i, stream, version + 1 + i, type_, data, meta, at, event_id)
+        rows.append(row)
+        # A row reads as a stored one does, for a later append of the same id in this batch.
+        stored[event_id] = row
+    count = len(ids)
     batch.next_position = position + count
     batch.versions[stream] = version + count
     return position, version + 1, batch.recorded_at

@@ -33,7 +33,8 @@ SELECT 2, position, stream, version, type, data, metadata, recorded_at, event_id
 FROM events WHERE event_id IN (SELECT value FROM json_each(?1));
 
 -- name: insert_event
-INSERT INTO events (position, stream, version, type, data, metadata, event_id, recorded_at)
+-- Columns in the order look_up reads a stored event, so a planned row reads like one.
+INSERT INTO events (position, stream, version, type, data, metadata, recorded_at, event_id)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: read_all
