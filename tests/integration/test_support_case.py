@@ -148,8 +148,7 @@ def _without_times(doc: dict[str, Any]) -> dict[str, Any]:
 def test_a_messy_case_replays_to_what_the_projection_showed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Exported, imported fresh and replayed, the case's state at three positions is the
-    projection's at those positions; the handlers' decisions match the log throughout."""
+    """Imported fresh and replayed, the case's state at three positions is the projection's."""
     original, fresh = str(tmp_path / "original.db"), str(tmp_path / "fresh.db")
     exported = tmp_path / "case.jsonl"
     snapshots = anyio.run(_build_case, original, tmp_path)

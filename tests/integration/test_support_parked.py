@@ -45,8 +45,7 @@ async def _stream(database: str) -> list[RecordedEvent]:
 def test_a_sink_delivery_given_up_is_listed_and_retried_by_an_operator(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The parked delivery shows its milestone, error and fix; the retry is an operator
-    event, on which the handlers' decisions deliver the same notice again."""
+    """A parked delivery shows its error and fix; its retry is an operator event that resends."""
     database = str(tmp_path / "spotsync.db")
     monkeypatch.setenv("SPOTSYNC_DATABASE", database)
     anyio.run(_seed, database)

@@ -123,8 +123,7 @@ class _FailingCommits(MemoryEventStore):
 
 @pytest.mark.anyio
 async def test_a_failed_save_surfaces_as_the_stores_error_and_keeps_the_checkpoint() -> None:
-    """Catching up through a store that cannot commit raises its PersistenceError, unwrapped,
-    and leaves the checkpoint where it was."""
+    """A store that cannot commit fails catch_up with its own error; the checkpoint stays."""
     store = _FailingCommits()
     for n in range(5):
         await store.append(
