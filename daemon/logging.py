@@ -14,6 +14,7 @@ Context is bound per task with contextvars::
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -47,14 +48,24 @@ class SecretRedactor:
         self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
 
     def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+        clean = self._clean
         return {
-            key: value if key in _PROCESSOR_META else self._clean(key, value)
+            key: value if key in _PROCESSOR_META else clean(key, value)
             for key, value in event.items()
         }
 
     def _clean(self, key: object, value: Any) -> Any:
-        if isinstance(key, str) and _SECRET_KEYS.search(key) and value is not None:
+        # Every log line passes here: the key's verdict is cached, and the commonest
+        # values (text, numbers, None) are told apart by exact type first.
+        if value is None:
+            return None
+        if isinstance(key, str) and _is_secret_key(key):
             return REDACTED
+        kind = type(value)
+        if kind is str:
+            return self._pattern.sub(REDACTED, value) if self._pattern else value
+        if kind is int or kind is bool or kind is float:
+            return value
         if isinstance(value, str):
             return self._pattern.sub(REDACTED, value) if self._pattern else value
         if isinstance(value, Mapping):
@@ -63,9 +74,14 @@ class SecretRedactor:
             return [self._clean(None, v) for v in value]
         if isinstance(value, bytes | bytearray):
             return self._clean(key, bytes(value).decode("utf-8", "replace"))
-        if isinstance(value, int | float | bool) or value is None:
+        if isinstance(value, int | float):  # bool is an int
             return value
         return self._clean(key, repr(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret_key(key: str) -> bool:
+    return _SECRET_KEYS.search(key) is not None
 
 
 def _orjson_dumps(event: Any, **_: Any) -> str:
