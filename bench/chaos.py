@@ -2,12 +2,13 @@
 
 The sandbox (``spotsync sandbox``) and the daemon (``spotsync run``) are separate
 processes on loopback; the source system's notification endpoint runs here. The
-sandbox answers 5xx (10 %), hangs past the client's timeout (5 %), drops (20 %),
-duplicates (30 %), reorders and delays webhooks. The daemon is killed at random
-moments - the first while contracts are being submitted, the others while SpotDraft
-calls, webhooks and sink deliveries are in flight - and restarted on the same
-database each time. At the end every promise of SPEC section 2 is checked and
-printed; the last line is one JSON object, ``"ok": true`` when all held.
+sandbox answers 5xx (10 %), hangs past the client's timeout (5 %), holds each
+create's 201 for 300 ms after committing it, drops (20 %), duplicates (30 %), reorders
+and delays webhooks. The daemon is killed at random moments, each while the sandbox
+is answering one of its calls (the first while contracts are still being submitted),
+and restarted on the same database each time. At the end every promise of SPEC
+section 2 is checked and printed; the last line is one JSON object, ``"ok": true``
+when all held.
 
     python -m bench.chaos --contracts 200 --kills 5
     python -m bench.chaos --database postgresql://postgres@127.0.0.1:5432/test
@@ -80,6 +81,7 @@ SANDBOX_FAULTS = [
     "--webhook-reorder",
     "--webhook-delay-ms", "0,40",
 ]
+CREATE_HOLD_MS = 300
 FINAL_NOTIFICATION = "contract.synced"
 
 
@@ -264,6 +266,9 @@ async def run_chaos(options: ChaosOptions, *, say: Callable[[str], None] = print
         control = await stack.enter_async_context(
             httpx.AsyncClient(base_url=sandbox_url, timeout=10)
         )
+        # Every create commits, then holds its 201: kills often land in that window.
+        held = await control.put("/_sandbox/faults", json={"create_delay_ms": CREATE_HOLD_MS})
+        held.raise_for_status()
         accepted: set[str] = set()
         first_kill_at = rng.randint(1, max(1, options.contracts // 2))
         reached_first_kill = anyio.Event()
