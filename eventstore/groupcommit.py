@@ -6,7 +6,9 @@ callers (so that they can join), takes a batch from the queue, hands leadership 
 the oldest waiter, and commits the batch in one transaction. With ``pipeline`` above
 one, that many batches are in flight at once (the event loop prepares the next while
 the disk syncs the last), and a batch takes at most its share of the writes in flight,
-so batches alternate evenly instead of one big batch waiting on a tiny one.
+so batches alternate evenly instead of one big batch waiting on a tiny one. A batch
+goes in flight beside another only once ``overlap_from`` writes wait for it: a commit
+has a fixed cost, and a few writes do better waiting to join a bigger batch.
 
 Appends are planned in Python (``plan_append``) against what the batch looked up once
 for all of them: stored event ids, stream versions and the next position. A refused
@@ -165,10 +167,15 @@ class GroupCommit:
     """
 
     def __init__(
-        self, commit: Callable[[list[Job[Any]]], Awaitable[None]], *, pipeline: int = 1
+        self,
+        commit: Callable[[list[Job[Any]]], Awaitable[None]],
+        *,
+        pipeline: int = 1,
+        overlap_from: int = 1,
     ) -> None:
         self._commit = commit
         self._pipeline = pipeline
+        self._overlap_from = overlap_from
         self._queue: list[Job[Any]] = []
         self._collecting = False  # a leader is chosen and forming the next batch
         self._in_flight = 0  # batches being committed
@@ -178,7 +185,10 @@ class GroupCommit:
     async def submit(self, job: Job[T]) -> T:
         """Run ``job`` in the next batch; return once that batch has committed."""
         self._queue.append(job)
-        if self._collecting or self._in_flight >= self._pipeline:
+        if not self._collecting and self._room() and self._queue[0] is not job:
+            # This write made room for a batch beside the one in flight: the oldest leads.
+            self._hand_off()
+        if self._collecting or not self._room():
             try:
                 await job.done
             except BaseException:
@@ -200,6 +210,8 @@ class GroupCommit:
                 await anyio.lowlevel.cancel_shielded_checkpoint()
             waiting = len(self._queue) + self._in_flight_jobs
             take = max(1, -(-waiting // self._pipeline))
+            if len(self._queue) - take < self._overlap_from:
+                take = len(self._queue)  # those left could not start beside it: take them
             batch, self._queue = self._queue[:take], self._queue[take:]
         finally:
             self._collecting = False
@@ -225,8 +237,14 @@ class GroupCommit:
 
     def _hand_off(self) -> None:
         """Make the oldest waiter the leader, if there is room for another batch."""
-        if self._queue and not self._collecting and self._in_flight < self._pipeline:
+        if self._queue and not self._collecting and self._room():
             successor = self._queue[0]
             self._collecting = True
             successor.lead = True
             successor.wake()
+
+    def _room(self) -> bool:
+        """Whether the queue may start a batch now."""
+        if self._in_flight == 0:
+            return True
+        return self._in_flight < self._pipeline and len(self._queue) >= self._overlap_from

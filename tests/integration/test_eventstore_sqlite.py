@@ -116,11 +116,14 @@ async def test_cancelled_appender_does_not_stall_the_writer(tmp_path: Path) -> N
         assert [e.position async for e in store.read_all()] == list(range(1, result.position + 1))
 
 
+@pytest.mark.parametrize(("writers", "overlap_from"), [(20, 1), (100, None)])
 async def test_two_batches_in_flight_keep_the_log_gap_free(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writers: int, overlap_from: int | None
 ) -> None:
     """With the writer pipelined (two batches in flight), every append lands once, in order."""
     monkeypatch.setattr("eventstore.sqlite._PIPELINE", 2)
+    if overlap_from is not None:  # else the default: many writers make a batch overlap
+        monkeypatch.setattr("eventstore.sqlite._OVERLAP_FROM", overlap_from)
     async with await open_store(str(tmp_path / "events.db")) as store:
 
         async def write(w: int) -> None:
@@ -129,11 +132,11 @@ async def test_two_batches_in_flight_keep_the_log_gap_free(
 
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:
-                for w in range(20):
+                for w in range(writers):
                     tg.start_soon(write, w)
         log = [e async for e in store.read_all()]
-        assert [e.position for e in log] == list(range(1, 401))
-        for w in range(20):
+        assert [e.position for e in log] == list(range(1, 20 * writers + 1))
+        for w in range(writers):
             assert [e.data["n"] for e in await store.read_stream(f"w{w}")] == list(range(20))
 
 
