@@ -4,10 +4,11 @@ A batch of appends is planned (``eventstore.groupcommit``) against the head of t
 its last position and the versions of the batch's streams. The writer remembers the
 head it left (``Head``), so the common batch needs no look-up at all: it is planned
 from memory and inserted with one statement. That memory is checked for free. Positions
-are gap-free, so anyone else's append since (another process on the same file) took
-position ``last + 1``, and an event id stored earlier is unique too: either makes the
-insert fail on its primary key or unique index. Then the transaction starts over, and
-the batch is planned from what one ``look_up`` statement reads.
+and versions are gap-free, so anyone else's append since (another process on the same
+file) took position ``last + 1``, an append to a stream took its next version, and an
+event id stored earlier is unique too: each makes the insert fail on a primary key or
+unique index. Then the transaction starts over, and the batch is planned from what one
+``look_up`` statement reads.
 
 Few statements matter as much as little work: the event loop's thread holds the GIL
 most of the time, and each statement costs this thread a wait to get it back.
@@ -49,14 +50,16 @@ class Head:
         self.versions: dict[str, int] = {}
 
     def batch(self, appends: list[Append]) -> Batch | None:
-        """A batch planned from memory, or None when a stream's version is not known."""
+        """A batch to plan from memory, or None when the last position is not known.
+
+        A stream not remembered is taken to be new (version 0): if it has events after
+        all, its version 1 is stored, and the insert fails on (stream, version) like any
+        stale memory does.
+        """
         if self.last is None:
             return None
         versions = self.versions
-        try:
-            return Batch(self.last + 1, {}, {a.stream: versions[a.stream] for a in appends})
-        except KeyError:
-            return None
+        return Batch(self.last + 1, {}, {a.stream: versions.get(a.stream, 0) for a in appends})
 
     def advance(self, batch: Batch) -> None:
         self.last = batch.next_position - 1
@@ -123,8 +126,8 @@ def commit(jobs: list[Job[Any]], head: Head, db: sqlite3.Connection) -> int:
 def _plan_from_memory(
     head: Head, appending: list[Job[Any]]
 ) -> tuple[Batch, list[Planned]] | None:
-    """The batch planned against ``head``, or None when a stream's version is unknown or
-    an append would be refused: refusals are decided against the database."""
+    """The batch planned against ``head``, or None when the head is unknown or an append
+    would be refused: refusals are decided against the database."""
     batch = head.batch([job.payload for job in appending]) if appending else None
     if batch is None:
         return None

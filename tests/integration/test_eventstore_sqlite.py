@@ -163,4 +163,9 @@ async def test_appends_planned_from_memory_see_other_writers_and_stored_ids(
         await theirs.append("t", [event(6)], expected_version=1)
         after = await ours.append("s", [event(7)], expected_version=3)
         assert (after.position, after.events[0].version) == (6, 4)
-        assert [e.position async for e in ours.read_all()] == list(range(1, 7))
+        # A stream this writer never appended to is taken to be new, and checked too.
+        with pytest.raises(ConcurrencyError):
+            await ours.append("t", [event(8)], expected_version=0)
+        joined = await ours.append("t", [event(9)], expected_version=None)
+        assert (joined.position, joined.events[0].version) == (7, 3)
+        assert [e.position async for e in ours.read_all()] == list(range(1, 8))
