@@ -11,7 +11,8 @@ goes in flight beside another only once ``overlap_from`` writes wait for it: a c
 has a fixed cost, and a few writes do better waiting to join a bigger batch.
 
 Appends are planned in Python (``plan_append``) against what the batch looked up once
-for all of them: stored event ids, stream versions and the next position. A refused
+for all of them: stored event ids, stream versions and the next position (the SQLite
+writer first tries what it remembers of them: ``eventstore.sqlite_commit``). A refused
 append is left out alone; the others in its batch still commit.
 """
 
@@ -53,14 +54,14 @@ class Append:
         dumps = orjson.dumps
         metadata = [event.metadata() for event in events]
         return cls(
-            stream,
-            [event.type for event in events],
-            [dumps(event.data).decode() for event in events],
-            [dumps(meta).decode() for meta in metadata],
-            [event.event_id for event in events],
-            expected_version,
-            events,
-            metadata,
+            stream=stream,
+            types=[event.type for event in events],
+            data=[dumps(event.data).decode() for event in events],
+            metadata=[dumps(meta).decode() for meta in metadata],
+            ids=[event.event_id for event in events],
+            expected_version=expected_version,
+            events=events,
+            metadata_dicts=metadata,
         )
 
     def result(self, planned: Planned) -> AppendResult:
