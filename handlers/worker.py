@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict, deque
+from contextlib import nullcontext
 from pathlib import Path
 
 import anyio
@@ -42,6 +43,7 @@ class HandlerRunner:
         executor: Executor,
         *,
         concurrency: int = 16,
+        starting: int = 4,
         max_pending: int = 10_000,
         name: str = CHECKPOINT,
         cache_size: int = 10_000,
@@ -50,6 +52,7 @@ class HandlerRunner:
         self.executor = executor
         self.name = name
         self._limiter = anyio.CapacityLimiter(concurrency)
+        self._starting = anyio.CapacityLimiter(max(1, min(starting, concurrency - 1)))
         self._slots = anyio.Semaphore(max_pending)
         self._lanes: dict[str, deque[RecordedEvent]] = {}
         self._unfinished: list[int] = []
@@ -114,7 +117,11 @@ class HandlerRunner:
 
     async def _drain(self, stream: str) -> None:
         lane = self._lanes[stream]
-        async with self._limiter:
+        # Contracts in progress come before new ones: a lane that starts a contract also
+        # needs one of a few starting slots, so a burst of intake cannot hold every lane
+        # while the contracts ahead of it wait to be finished.
+        starting = self._starting if lane[0].version == 1 else nullcontext()
+        async with starting, self._limiter:
             while lane:
                 event = lane[0]
                 # Handling swallows every error but cancellation; a cancelled event is not

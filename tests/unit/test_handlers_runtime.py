@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from eventstore import MemoryEventStore
 from handlers.spotdraft import Result
 from handlers.worker import CHECKPOINT, run_handlers
-from tests.unit.test_handlers_support import FakeSpotDraft, request, state_of
+from tests.unit.test_handlers_support import FakeSpotDraft, request, state_of, webhook
 
 pytestmark = pytest.mark.anyio
 
@@ -96,3 +96,38 @@ async def test_handler_log_lines_name_the_contract_and_event(tmp_path: Path) -> 
     assert commands[0]["external_id"] == "deal-1"
     assert commands[0]["stream"] == "contract-deal-1"
     assert commands[0]["position"] == 1
+
+
+class GatedSpotDraft(FakeSpotDraft):
+    """Creates for the new contracts hang until the gate opens; everything else answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = anyio.Event()
+
+    async def create_contract(self, payload: dict[str, Any]) -> Result[dict[str, Any]]:
+        if payload["external_metadata"]["id"].startswith("new-"):
+            await self.gate.wait()
+        return await super().create_contract(payload)
+
+
+async def test_a_burst_of_new_contracts_does_not_hold_up_one_in_progress(
+    tmp_path: Path,
+) -> None:
+    """Contracts in progress come first: while new creates wait, an executed one syncs."""
+    store, client = MemoryEventStore(), GatedSpotDraft()
+    run = functools.partial(run_handlers, store, client, documents_dir=tmp_path, concurrency=4)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(run)
+            await request(store, send={})
+            while (await state_of(store)).sync != "sent":
+                await store.wait_for_append(await store.last_position())
+            for n in range(8):
+                await request(store, f"new-{n}")
+            await webhook(store, "CONTRACT_EXECUTED")
+            while (await state_of(store)).sync != "synced":
+                await store.wait_for_append(await store.last_position())
+            assert client.calls["create_contract"] == 1  # the new ones are still waiting
+            client.gate.set()
+            tg.cancel_scope.cancel()
