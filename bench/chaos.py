@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -219,17 +218,10 @@ async def database_for(options: ChaosOptions) -> AsyncIterator[str]:
     if not options.database.startswith(("postgresql://", "postgres://")):
         yield options.database or str(options.workdir / "spotsync.db")
         return
-    import asyncpg
+    from eventstore.postgres import temporary_schema
 
-    schema = f"chaos_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(options.database)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        separator = "&" if "?" in options.database else "?"
-        yield f"{options.database}{separator}search_path={schema}"
-    finally:
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
+    async with temporary_schema(options.database, "chaos") as url:
+        yield url
 
 
 async def run_chaos(options: ChaosOptions, *, say: Callable[[str], None] = print) -> ChaosResult:

@@ -17,7 +17,6 @@ import sqlite3
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -163,20 +162,13 @@ async def with_store(url: str, fn: Callable[[EventStore], Awaitable[float]]) -> 
 
 
 async def postgres_figures(url: str, single: int, writers: int, each: int) -> dict[str, float]:
-    import asyncpg
 
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(url)
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        schema_url = f"{url}{'&' if '?' in url else '?'}search_path={schema}"
-        async with await open_store(schema_url) as store:
-            one = await store_one_writer(store, single)
-            many = await store_concurrent(store, writers, each)
-        return {"pg_one_writer_per_s": one, "pg_concurrent_100_per_s": many}
-    finally:
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
+    from eventstore.postgres import temporary_schema
+
+    async with temporary_schema(url, "bench") as schema_url, await open_store(schema_url) as store:
+        one = await store_one_writer(store, single)
+        many = await store_concurrent(store, writers, each)
+    return {"pg_one_writer_per_s": one, "pg_concurrent_100_per_s": many}
 
 
 async def main(quick: bool) -> dict[str, Any]:

@@ -17,8 +17,9 @@ Extra query parameters of the URL become server settings (asyncpg's rule), so
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -312,3 +313,22 @@ def _translated() -> Iterator[None]:
     except (OSError, TimeoutError) as exc:
         raise PersistenceError(f"cannot reach PostgreSQL: {exc}") from exc
 
+
+
+@asynccontextmanager
+async def temporary_schema(url: str, prefix: str = "scratch") -> AsyncIterator[str]:
+    """A URL whose connections live in a new, empty schema, dropped afterwards.
+
+    For tests, benchmarks and trial runs that need a PostgreSQL store of their own.
+    """
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with _translated():
+        admin = await asyncpg.connect(url)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        separator = "&" if "?" in url else "?"
+        yield f"{url}{separator}search_path={schema}"
+    finally:
+        with anyio.CancelScope(shield=True):
+            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await admin.close()

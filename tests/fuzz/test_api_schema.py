@@ -8,14 +8,12 @@ request the daemon accepted (200/202) can be found afterwards.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import anyio
-import asyncpg
 import httpx
 import pytest
 import schemathesis
@@ -34,6 +32,7 @@ from daemon.sandbox import (
     SandboxOptions,
 )
 from daemon.serving import bind
+from eventstore.postgres import temporary_schema
 from tests.acceptance.conftest import contract_request, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -54,15 +53,8 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         return
     if not POSTGRES_URL:
         pytest.skip("SPOTSYNC_TEST_POSTGRES_URL is not set (PostgreSQL tests skipped)")
-    schema = f"fuzz_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        separator = "&" if "?" in POSTGRES_URL else "?"
-        yield f"{POSTGRES_URL}{separator}search_path={schema}"
-    finally:
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
+    async with temporary_schema(POSTGRES_URL, "fuzz") as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,13 +6,13 @@ Each test gets a fresh schema (selected through the URL's ``search_path``), drop
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from eventstore import EventStore, open_store
+from eventstore.postgres import temporary_schema
 from tests.eventstore_contract import EventStoreContract, StoreFactory, event
 
 POSTGRES_URL = os.environ.get("SPOTSYNC_TEST_POSTGRES_URL")
@@ -30,15 +30,8 @@ pytestmark = [
 async def schema_url() -> AsyncIterator[str]:
     """A URL whose connections live in a new, empty schema."""
     assert POSTGRES_URL
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        separator = "&" if "?" in POSTGRES_URL else "?"
-        yield f"{POSTGRES_URL}{separator}search_path={schema}"
-    finally:
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
+    async with temporary_schema(POSTGRES_URL, "test") as url:
+        yield url
 
 
 class TestPostgresEventStore(EventStoreContract):

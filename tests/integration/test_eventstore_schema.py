@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 
 from eventstore import SchemaError, open_store
 from eventstore.migrations import migrations, queries, sqlite_statements
+from eventstore.postgres import temporary_schema
 from tests.eventstore_contract import event
 
 EXPECTED = Path(__file__).parent / "eventstore_schema"
@@ -131,15 +131,8 @@ async def test_sqlite_file_from_a_newer_spotsync_is_refused(tmp_path: Path) -> N
 @pytest.fixture
 async def schema_url() -> AsyncIterator[str]:
     assert POSTGRES_URL
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        separator = "&" if "?" in POSTGRES_URL else "?"
-        yield f"{POSTGRES_URL}{separator}search_path={schema}"
-    finally:
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
+    async with temporary_schema(POSTGRES_URL, "test") as url:
+        yield url
 
 
 @pytest.mark.postgres
@@ -187,18 +180,11 @@ async def _write_expected() -> None:
         await (await open_store(str(path))).close()
         (EXPECTED / "sqlite.sql").write_text(dump_sqlite(path))
     if POSTGRES_URL:
-        schema = f"expected_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(POSTGRES_URL)
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            url = f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}search_path={schema}"
+        async with temporary_schema(POSTGRES_URL, "expected") as url:
             await (await open_store(url)).close()
             conn = await asyncpg.connect(url)
             (EXPECTED / "postgres.txt").write_text(await dump_postgres(conn))
             await conn.close()
-        finally:
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            await admin.close()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
-import asyncpg
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,6 +24,7 @@ from hypothesis import strategies as st
 from daemon.http import create_app
 from daemon.http.limits import DRAIN_BYTES
 from eventstore import open_store
+from eventstore.postgres import temporary_schema
 from projections.events import UNMATCHED_WEBHOOKS_STREAM, EventType
 from tests.unit.test_http_webhooks import Config, delivery, post, sign, webhook_bodies
 
@@ -117,18 +117,9 @@ def test_signed_hostile_bodies_are_stored_exactly_in_postgres(
     assert POSTGRES_URL
 
     async def scenario() -> None:
-        schema = f"{postgres_schema}_{uuid.uuid4().hex[:6]}"
-        admin = await asyncpg.connect(POSTGRES_URL)
-        try:
-            await admin.execute(f'CREATE SCHEMA "{schema}"')
-            separator = "&" if "?" in POSTGRES_URL else "?"
-            [data] = await exchange(
-                f"{POSTGRES_URL}{separator}search_path={schema}", body, sign(body)
-            )
+        async with temporary_schema(POSTGRES_URL, postgres_schema) as url:
+            [data] = await exchange(url, body, sign(body))
             assert stored_bytes(data) == body
-        finally:
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            await admin.close()
 
     anyio.run(scenario)
 
