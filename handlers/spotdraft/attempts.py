@@ -9,6 +9,7 @@ may have acted on it: that is an :class:`OutcomeUnknownError` for the caller to 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,8 @@ class Attempts:
         """Run ``send`` until it succeeds, fails permanently, or attempts run out."""
         exchanges = _Exchanges(self._on_exchange)
         recorded_body = recordable(body) if body is not None else None
+        # What every attempt's exchange shares; each adds its outcome.
+        exchange = functools.partial(Exchange, operation, method, path, recorded_body)
         url = f"{self._base_url}{path}" if path.startswith("/api/") else path
         max_attempts = self._retry.max_attempts
         for attempt in range(1, max_attempts + 1):
@@ -88,37 +91,13 @@ class Attempts:
             try:
                 reply = await send()
             except PermanentError as exc:  # raised while storing a download (too large)
-                exchanges.append(
-                    Exchange(
-                        operation,
-                        method,
-                        path,
-                        recorded_body,
-                        None,
-                        None,
-                        (self._clock() - started) * 1000,
-                        attempt,
-                        str(exc),
-                    )
-                )
+                exchanges.append(exchange(None, None, self._ms_since(started), attempt, str(exc)))
                 raise PermanentError(
                     str(exc), exchanges=tuple(exchanges), status=exc.status, body=exc.body
                 ) from exc
             except httpx.TransportError as exc:
                 error = describe(exc)
-                exchanges.append(
-                    Exchange(
-                        operation,
-                        method,
-                        path,
-                        recorded_body,
-                        None,
-                        None,
-                        (self._clock() - started) * 1000,
-                        attempt,
-                        error,
-                    )
-                )
+                exchanges.append(exchange(None, None, self._ms_since(started), attempt, error))
                 if isinstance(exc, httpx.UnsupportedProtocol):
                     raise ConfigurationError(
                         f"cannot reach {url}: {error}; check SPOTDRAFT_BASE_URL",
@@ -143,19 +122,9 @@ class Attempts:
                 if reply.status == 429 or reply.status >= 500
                 else None
             )
+            elapsed = self._ms_since(started)
             exchanges.append(
-                Exchange(
-                    operation,
-                    method,
-                    path,
-                    recorded_body,
-                    reply.status,
-                    reply.recorded,
-                    (self._clock() - started) * 1000,
-                    attempt,
-                    None,
-                    retry_after,
-                )
+                exchange(reply.status, reply.recorded, elapsed, attempt, None, retry_after)
             )
             if 200 <= reply.status < 300:
                 return reply, tuple(exchanges)
@@ -199,6 +168,9 @@ class Attempts:
                 )
             await self._pause(operation, path, attempt, status_text, retry_after)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _ms_since(self, started: float) -> float:
+        return (self._clock() - started) * 1000
 
     async def _pause(
         self, operation: str, path: str, attempt: int, why: str, retry_after: float | None
