@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eventstore.base import AppendResult, Document, DocumentWrite, EventStore
+from eventstore.base import AppendResult, Document, DocumentWrite, EventStore, StreamRow
 from eventstore.envelope import NewEvent, RecordedEvent
 from eventstore.errors import (
     AppendOnlyError,
@@ -28,6 +28,7 @@ __all__ = [
     "PersistenceError",
     "RecordedEvent",
     "SchemaError",
+    "StreamRow",
     "open_store",
 ]
 

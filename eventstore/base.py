@@ -12,15 +12,20 @@ together with what they describe:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
-from eventstore.envelope import NewEvent, RecordedEvent
+from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp
 
 Document = dict[str, Any]
+
+# An event as ``read_streams`` yields it, lighter than a RecordedEvent: (position, stream,
+# version, type, data, metadata, recorded_at as ISO text). data and metadata are None for
+# the types the reader did not ask to decode.
+StreamRow = tuple[int, str, int, str, Any, Any, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,44 @@ class EventStore(abc.ABC):
         Streamed page by page: never the whole log in memory. Only positions with no
         uncommitted position before them are returned.
         """
+
+    async def read_streams(
+        self,
+        prefix: str,
+        *,
+        start: str | None = None,
+        stop: str | None = None,
+        until_position: int | None = None,
+        decode: Collection[str] | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[list[StreamRow]]:
+        """The events of the streams named ``prefix...``, stream after stream, a page at a time.
+
+        Each stream's events come in version order, up to ``until_position``; streams come
+        in the store's order of names, from ``start`` (inclusive) to ``stop`` (exclusive),
+        bounds that ``split_streams`` gives. ``decode``: the types whose data and metadata
+        are decoded (None: all). For folding whole streams one after the other, in flat
+        memory. This default lists the stream names first (memory grows with the number
+        of streams); backends read their (stream, version) index instead.
+        """
+        names: set[str] = set()
+        async for event in self.read_all(until_position=until_position, page_size=page_size):
+            if event.stream.startswith(prefix) and _between(event.stream, start, stop):
+                names.add(event.stream)
+        page: list[StreamRow] = []
+        for name in sorted(names):
+            page.extend(stream_rows(await self.read_stream(name), until_position, decode))
+            while len(page) >= page_size:
+                yield page[:page_size]
+                del page[:page_size]
+        if page:
+            yield page
+
+    async def split_streams(self, prefix: str, parts: int) -> list[str]:
+        """Bounds that cut the streams named ``prefix...`` into ``parts`` ranges of about
+        as many events each, for ``read_streams(start=..., stop=...)``: at most
+        ``parts - 1`` stream names in the store's order. The default does not split."""
+        return []
 
     @abc.abstractmethod
     async def last_position(self) -> int:
@@ -171,3 +214,49 @@ class EventStore(abc.ABC):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def _between(name: str, start: str | None, stop: str | None) -> bool:
+    return (start is None or name >= start) and (stop is None or name < stop)
+
+
+def stream_rows(
+    events: Sequence[RecordedEvent], until_position: int | None, decode: Collection[str] | None
+) -> list[StreamRow]:
+    """A stream's events (in version order) up to ``until_position``, as ``StreamRow``s."""
+    rows: list[StreamRow] = []
+    for e in events:
+        if until_position is not None and e.position > until_position:
+            break
+        wanted = decode is None or e.type in decode
+        rows.append(
+            (
+                e.position,
+                e.stream,
+                e.version,
+                e.type,
+                e.data if wanted else None,
+                e.metadata if wanted else None,
+                format_timestamp(e.recorded_at),
+            )
+        )
+    return rows
+
+
+def split_points(names: Sequence[str], parts: int) -> list[str]:
+    """Bounds cutting ``names`` (one per event, sorted) into ``parts`` runs of about equal
+    length, never inside one name's run: for ``split_streams``."""
+    bounds: list[str] = []
+    for k in range(1, parts):
+        name = names[len(names) * k // parts] if names else None
+        # In the store's order, which Python's need not be: equal names are neighbours.
+        if name is not None and name != names[0] and (not bounds or name != bounds[-1]):
+            bounds.append(name)
+    return bounds
+
+
+def sample_positions(last: int, parts: int, per_part: int = 64) -> list[int]:
+    """Evenly spaced positions of a log ending at ``last``: the events whose streams
+    ``split_streams`` sorts to find its bounds (a stream is met as often as it is long)."""
+    count = min(last, parts * per_part)
+    return [1 + (last - 1) * i // max(count - 1, 1) for i in range(count)]

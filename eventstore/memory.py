@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
 import anyio
 
-from eventstore.base import AppendResult, Document, DocumentWrite, EventStore
+from eventstore.base import (
+    AppendResult,
+    Document,
+    DocumentWrite,
+    EventStore,
+    StreamRow,
+    split_points,
+    stream_rows,
+)
 from eventstore.envelope import NewEvent, RecordedEvent, utcnow
 from eventstore.errors import ConcurrencyError, EventIdConflictError, EventStoreError
 
@@ -81,6 +89,39 @@ class MemoryEventStore(EventStore):
                 yield event
             position = page[-1].position + 1
             await anyio.lowlevel.checkpoint()
+
+    async def read_streams(
+        self,
+        prefix: str,
+        *,
+        start: str | None = None,
+        stop: str | None = None,
+        until_position: int | None = None,
+        decode: Collection[str] | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[list[StreamRow]]:
+        self._check_open()
+        names = sorted(
+            name
+            for name in self._streams
+            if name.startswith(prefix)
+            and (start is None or name >= start)
+            and (stop is None or name < stop)
+        )
+        page: list[StreamRow] = []
+        for name in names:
+            page.extend(stream_rows(self._streams[name], until_position, decode))
+            while len(page) >= page_size:
+                yield page[:page_size]
+                del page[:page_size]
+                await anyio.lowlevel.checkpoint()
+        if page:
+            yield page
+
+    async def split_streams(self, prefix: str, parts: int) -> list[str]:
+        return split_points(
+            sorted(e.stream for e in self._log if e.stream.startswith(prefix)), parts
+        )
 
     async def last_position(self) -> int:
         return len(self._log)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,15 @@ import anyio
 import asyncpg
 import orjson
 
-from eventstore.base import AppendResult, Document, DocumentWrite, EventStore
+from eventstore.base import (
+    AppendResult,
+    Document,
+    DocumentWrite,
+    EventStore,
+    StreamRow,
+    sample_positions,
+    split_points,
+)
 from eventstore.envelope import NewEvent, RecordedEvent, parse_timestamp
 from eventstore.errors import AppendOnlyError, EventStoreError, PersistenceError
 from eventstore.groupcommit import Append, Batch, GroupCommit, Job, Planned, plan_append
@@ -147,6 +155,42 @@ class PostgresEventStore(EventStore):
             if len(page) < page_size:
                 return
             position = page[-1].position + 1
+
+    async def read_streams(
+        self,
+        prefix: str,
+        *,
+        start: str | None = None,
+        stop: str | None = None,
+        until_position: int | None = None,
+        decode: Collection[str] | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[list[StreamRow]]:
+        # Names compare in the database's collation, so bounds come from split_streams;
+        # a prefix sorts before every name that starts with it in any collation.
+        after: tuple[str, int] = (prefix if start is None else start, 0)
+        until = _NO_LIMIT if until_position is None else until_position
+        query = Q["read_streams_to_end" if stop is None else "read_streams"]
+        wanted = None if decode is None else frozenset(decode)
+        loads = orjson.loads
+        while True:
+            rows = await self._fetch(query, *after, stop, prefix, until, page_size)
+            page: list[StreamRow] = [
+                (p, s, v, t, loads(d), loads(m), at)
+                if wanted is None or t in wanted
+                else (p, s, v, t, None, None, at)
+                for p, s, v, t, d, m, at in rows
+            ]
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            after = (page[-1][1], page[-1][2])
+
+    async def split_streams(self, prefix: str, parts: int) -> list[str]:
+        positions = sample_positions(await self.last_position(), parts)
+        rows = await self._fetch(Q["sample_streams"], positions, prefix)
+        return split_points([row[0] for row in rows], parts)
 
     async def last_position(self) -> int:
         return int((await self._fetch(Q["last_position"]))[0][0])

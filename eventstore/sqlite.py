@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +24,15 @@ import aiosqlite
 import anyio
 import orjson
 
-from eventstore.base import AppendResult, Document, DocumentWrite, EventStore
+from eventstore.base import (
+    AppendResult,
+    Document,
+    DocumentWrite,
+    EventStore,
+    StreamRow,
+    sample_positions,
+    split_points,
+)
 from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp, utcnow
 from eventstore.errors import EventStoreError, PersistenceError
 from eventstore.groupcommit import Append, GroupCommit, Job, Planned
@@ -119,6 +127,42 @@ class SQLiteEventStore(EventStore):
             if len(page) < page_size:
                 return
             position = page[-1].position + 1
+
+    async def read_streams(
+        self,
+        prefix: str,
+        *,
+        start: str | None = None,
+        stop: str | None = None,
+        until_position: int | None = None,
+        decode: Collection[str] | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[list[StreamRow]]:
+        after = (prefix if start is None else max(start, prefix), 0)
+        # Names sort by code point (SQLite's BINARY, Python's str order).
+        end = _successor(prefix) if stop is None else stop
+        until = _NO_LIMIT if until_position is None else until_position
+        wanted = None if decode is None else frozenset(decode)
+
+        def read_page(db: sqlite3.Connection) -> list[StreamRow]:
+            rows = db.execute(Q["read_streams"], (*after, end, prefix, until, page_size))
+            return _stream_rows(rows.fetchall(), wanted)
+
+        while True:
+            page = await self._read(read_page)
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            after = (page[-1][1], page[-1][2])
+
+    async def split_streams(self, prefix: str, parts: int) -> list[str]:
+        positions = orjson.dumps(sample_positions(await self.last_position(), parts)).decode()
+
+        def read(db: sqlite3.Connection) -> list[str]:
+            return [row[0] for row in db.execute(Q["sample_streams"], (positions, prefix))]
+
+        return split_points(await self._read(read), parts)
 
     async def last_position(self) -> int:
         return await self._read(max_position)
@@ -269,6 +313,23 @@ async def _run(connection: aiosqlite.Connection, fn: Callable[[sqlite3.Connectio
     """
     result: T = await connection._execute(fn, connection._conn)  # type: ignore[no-untyped-call]  # see docstring
     return result
+
+
+def _stream_rows(rows: list[Any], decode: frozenset[str] | None) -> list[StreamRow]:
+    loads = orjson.loads
+    if decode is None:
+        return [(p, s, v, t, loads(d), loads(m), at) for p, s, v, t, d, m, at in rows]
+    return [
+        (p, s, v, t, loads(d), loads(m), at) if t in decode else (p, s, v, t, None, None, at)
+        for p, s, v, t, d, m, at in rows
+    ]
+
+
+def _successor(prefix: str) -> str:
+    """The first name after every name that starts with ``prefix``."""
+    if not prefix:
+        return chr(0x10FFFF) * 8
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def _as_document(raw: str) -> Document:

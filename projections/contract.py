@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from eventstore.base import StreamRow
 from eventstore.envelope import RecordedEvent, format_timestamp
 from projections.events import (
     ACTIVITY_DELETED,
@@ -195,13 +196,8 @@ def apply(state: ContractState | None, event: RecordedEvent) -> ContractState:
     fields["updated_at"] = fields["last_heard_at"] = stamp
     handler = _APPLY.get(event.type)
     if handler is not None:
-        handler(fields, event.data, event.metadata.get("event_id"))
+        handler(fields, event.data, event.metadata)
     return _frozen(fields)
-
-
-# A row of a stream as ``EventStore.read_streams`` yields it: (position, stream, version,
-# type, data, event_id, recorded_at as stored text).
-Row = tuple[int, str, int, str, Any, Any, str]
 
 
 class StreamFold:
@@ -219,13 +215,13 @@ class StreamFold:
         self._stream: str | None = None
         self._fields: dict[str, Any] | None = None
 
-    def feed(self, rows: Iterable[Row]) -> list[ContractState]:
+    def feed(self, rows: Iterable[StreamRow]) -> list[ContractState]:
         """Fold ``rows``; returns the states of the streams that ended before the last row."""
         done: list[ContractState] = []
         handlers = _APPLY
         stream = self._stream
         fields = self._fields if self._fields is not None else _DEFAULTS
-        for position, row_stream, version, type_, data, event_id, stamp in rows:
+        for position, row_stream, version, type_, data, metadata, stamp in rows:
             if row_stream != stream:
                 if stream is not None:
                     done.append(_frozen(fields))
@@ -236,7 +232,7 @@ class StreamFold:
             fields["updated_at"] = fields["last_heard_at"] = stamp
             handler = handlers.get(type_)
             if handler is not None:
-                handler(fields, data, event_id)
+                handler(fields, data, metadata)
         if stream is not None:
             self._stream, self._fields = stream, fields
         return done
@@ -318,31 +314,31 @@ def _clear(s: Fields, *steps: str) -> None:
         s["deferred"] = None
 
 
-def _requested(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _requested(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     request = d.get("request") or {}
     meta = request.get("external_metadata") or {} if isinstance(request, Mapping) else {}
     send = d.get("send")
     s["request"] = request
     s["integration_name"] = _text(meta.get("integration_name"))
     s["record_type"] = _text(meta.get("record_type"))
-    s["correlation_id"] = s["correlation_id"] or str(event_id)
+    s["correlation_id"] = s["correlation_id"] or str(m["event_id"])
     s["send_requested"] = s["send_requested"] or send is not None
     if send is not None:
         s["send_body"] = send
 
 
-def _send_requested(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _send_requested(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     s["send_requested"] = True
     s["send_body"] = d.get("body") or s["send_body"] or {}
 
 
-def _intended(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _intended(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     s["intents"] += 1
     s["intent_open"] = True
     s["intent_at"] = s["updated_at"]
 
 
-def _created(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _created(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     contract_id = d.get("contract_id")
     s["spotdraft_id"] = _text(d.get("id"))
     s["contract_id"] = None if contract_id is None else int(contract_id)
@@ -352,21 +348,21 @@ def _created(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
     _merge_status(s, _text(d.get("contract_status")) or "DRAFT")
 
 
-def _not_found(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _not_found(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     s["intent_open"] = False
 
 
-def _sent(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _sent(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     s["sent"] = True
     _clear(s, "send")
     _merge_status(s, "REDLINING")
 
 
-def _status(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _status(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     _merge_status(s, _text(d.get("contract_status")))
 
 
-def _webhook(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _webhook(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     activity = d.get("activity")
     contract_id = d.get("contract_id")
     if isinstance(contract_id, int) and s["webhook_contract_id"] is None:
@@ -380,12 +376,12 @@ def _webhook(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
         _merge_status(s, status)
 
 
-def _key_pointers(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _key_pointers(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     s["key_pointers"] = dict(d.get("key_pointers") or {})
     _clear(s, "key_pointers")
 
 
-def _document(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _document(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     s["document"] = {
         key: d.get(key)
         for key in ("path", "sha256", "bytes", "file_name", "download_url_expires_at")
@@ -393,17 +389,17 @@ def _document(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
     _clear(s, "document")
 
 
-def _deferred(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _deferred(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     s["deferred"] = _text(d.get("step"))
 
 
-def _failed(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _failed(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     s["error"] = {key: d.get(key) for key in ("step", "status", "code", "message", "fix", "fields")}
     if d.get("step") == "create":
         s["intent_open"] = False
 
 
-def _sink_delivered(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _sink_delivered(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     milestone = str(d.get("milestone"))
     parked = s["sink_parked"]
     if parked is not None and parked.get("milestone") == milestone:
@@ -412,18 +408,18 @@ def _sink_delivered(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
         s["notified"] = (*s["notified"], milestone)
 
 
-def _sink_gave_up(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _sink_gave_up(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     s["sink_parked"] = {key: d.get(key) for key in ("milestone", "webhook_id", "attempts", "error")}
 
 
-def _retry(s: Fields, d: Mapping[str, Any], event_id: Any) -> None:
+def _retry(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     # A failure told to the sink may be told again if the retry fails again.
     s["error"] = s["sink_parked"] = s["deferred"] = None
     s["notified"] = tuple(m for m in s["notified"] if m != "failed")
 
 
-# (fields, data, the event's id) → None; changes the fields in place.
-_Fold = Callable[[Fields, Mapping[str, Any], Any], None]
+# (fields, data, metadata) → None; changes the fields in place.
+_Fold = Callable[[Fields, Mapping[str, Any], Mapping[str, Any]], None]
 _APPLY: dict[str, _Fold] = {
     EventType.CONTRACT_REQUESTED: _requested,
     EventType.SEND_REQUESTED: _send_requested,

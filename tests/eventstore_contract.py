@@ -7,6 +7,7 @@ the memory fake hands out its one instance).
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar
@@ -24,6 +25,7 @@ from eventstore import (
     NewEvent,
     RecordedEvent,
 )
+from eventstore.envelope import format_timestamp
 
 StoreFactory = Callable[[], Awaitable[EventStore]]
 
@@ -178,6 +180,87 @@ class EventStoreContract:
         assert [e.position async for e in store.read_all(from_position=0, until_position=2)] == [
             1, 2,
         ]
+
+    async def _interleaved(self, store: EventStore) -> None:
+        """Streams a..e of ``contract-`` (version n is event n*10 + stream), and others."""
+        for n in range(1, 6):
+            for s, name in enumerate("caebd"):
+                await store.append(f"contract-{name}", [event(n * 10 + s)], expected_version=None)
+            await store.append("webhooks-unmatched", [event(n)], expected_version=None)
+        await store.append("contractor-z", [event(99)], expected_version=None)
+        await store.append("contract", [event(98)], expected_version=None)
+
+    async def test_read_streams_yields_whole_streams_in_version_order(
+        self, store: EventStore
+    ) -> None:
+        """read_streams gives each prefixed stream's events in order, stream after stream."""
+        await self._interleaved(store)
+        pages = [page async for page in store.read_streams("contract-", page_size=4)]
+        rows = [row for page in pages for row in page]
+        assert all(len(page) <= 4 for page in pages)
+        assert [(row[1], row[2]) for row in rows] == [
+            (f"contract-{name}", version) for name in "abcde" for version in range(1, 6)
+        ]
+        for row in rows:
+            stored = (await store.read_stream(row[1], from_version=row[2]))[0]
+            assert row == (
+                stored.position,
+                stored.stream,
+                stored.version,
+                stored.type,
+                stored.data,
+                stored.metadata,
+                format_timestamp(stored.recorded_at),
+            )
+
+    async def test_read_streams_stops_at_a_position_and_decodes_only_what_is_asked(
+        self, store: EventStore
+    ) -> None:
+        """until_position cuts every stream; types not in decode come without payloads."""
+        await self._interleaved(store)
+        other = NewEvent("Other", {"x": 1}, "api")
+        await store.append("contract-a", [other], expected_version=None)
+        until = (await store.read_stream("webhooks-unmatched"))[1].position  # round two
+        rows = [
+            row
+            async for page in store.read_streams("contract-", until_position=until, page_size=3)
+            for row in page
+        ]
+        assert [(row[1], row[2]) for row in rows] == [
+            (f"contract-{name}", version) for name in "abcde" for version in (1, 2)
+        ]
+        assert all(row[0] <= until for row in rows)
+        last = await store.last_position()
+        rows = [
+            row async for page in store.read_streams("contract-a", decode={"Other"}) for row in page
+        ]
+        assert [(row[0], row[3]) for row in rows][-1] == (last, "Other")
+        assert [row[4] for row in rows] == [None] * 5 + [{"x": 1}]
+        assert rows[-1][5] is not None
+        assert rows[-1][5]["event_id"] == other.event_id
+        assert rows[0][5] is None
+
+    async def test_split_streams_cuts_ranges_that_read_every_stream_once(
+        self, store: EventStore
+    ) -> None:
+        """The ranges between split_streams' bounds read the prefixed streams once, in order."""
+        for n in range(60):
+            await store.append(f"contract-{n % 12:02d}", [event(n)], expected_version=None)
+            await store.append("other", [event(n)], expected_version=None)
+        whole = [row async for page in store.read_streams("contract-") for row in page]
+        bounds = await store.split_streams("contract-", 4)
+        assert len(bounds) <= 3
+        assert all(bound.startswith("contract-") for bound in bounds)
+        edges: list[str | None] = [None, *bounds, None]
+        pieces = []
+        for start, stop in itertools.pairwise(edges):
+            ranged = store.read_streams("contract-", start=start, stop=stop, page_size=7)
+            pieces.append([row async for page in ranged for row in page])
+        assert [row for piece in pieces for row in piece] == whole
+        if type(store).split_streams is not EventStore.split_streams:
+            assert len(bounds) >= 2  # a backend that samples its log does split it
+            assert all(piece for piece in pieces)
+        assert await store.split_streams("nothing-", 4) == []
 
     async def test_subscribe_catches_up_then_follows(self, store: EventStore) -> None:
         """A subscriber sees the history, then an event appended later, without polling delay."""

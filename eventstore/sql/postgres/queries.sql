@@ -52,6 +52,34 @@ RETURNING pg_notify($10, last_position::text);
 SELECT position, stream, version, type, data, metadata, recorded_at
 FROM events WHERE position >= $1 AND position <= $2 ORDER BY position LIMIT $3;
 
+-- name: read_streams
+-- A page ($6 rows) of the streams after (stream $1, version $2) and before stream $3
+-- whose names start with $4, up to position $5, in (stream, version) order: a range
+-- search of the (stream, version) index. Times as text, the way the other stores keep it.
+SELECT position, stream, version, type, data, metadata,
+       to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+FROM events
+WHERE (stream, version) > ($1, $2) AND stream < $3
+  AND starts_with(stream, $4) AND position <= $5
+ORDER BY stream, version
+LIMIT $6;
+
+-- name: read_streams_to_end
+-- read_streams with no upper bound ($3 is unused).
+SELECT position, stream, version, type, data, metadata,
+       to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+FROM events
+WHERE (stream, version) > ($1, $2) AND $3::text IS NULL
+  AND starts_with(stream, $4) AND position <= $5
+ORDER BY stream, version
+LIMIT $6;
+
+-- name: sample_streams
+-- The streams (named $2...) of the events at the positions $1, in the database's order.
+SELECT stream FROM events
+WHERE position = ANY($1::bigint[]) AND starts_with(stream, $2)
+ORDER BY stream;
+
 -- name: read_stream
 SELECT position, stream, version, type, data, metadata, recorded_at
 FROM events WHERE stream = $1 AND version >= $2 ORDER BY version;

@@ -41,6 +41,23 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?);
 SELECT position, stream, version, type, data, metadata, recorded_at
 FROM events WHERE position >= ? AND position <= ? ORDER BY position LIMIT ?;
 
+-- name: read_streams
+-- A page (?6 rows) of the streams after (stream ?1, version ?2) and before stream ?3 whose
+-- names start with ?4, up to position ?5, in (stream, version) order: a range search of
+-- the (stream, version) index.
+SELECT position, stream, version, type, data, metadata, recorded_at
+FROM events
+WHERE (stream, version) > (?1, ?2) AND stream < ?3
+  AND substr(stream, 1, length(?4)) = ?4 AND position <= ?5
+ORDER BY stream, version
+LIMIT ?6;
+
+-- name: sample_streams
+-- The streams (named ?2...) of the events at the positions in the JSON array ?1, sorted.
+SELECT stream FROM events
+WHERE position IN (SELECT value FROM json_each(?1)) AND substr(stream, 1, length(?2)) = ?2
+ORDER BY stream;
+
 -- name: read_stream
 SELECT position, stream, version, type, data, metadata, recorded_at
 FROM events WHERE stream = ? AND version >= ? ORDER BY version;
