@@ -58,6 +58,10 @@ class DocumentWrite:
 class EventStore(abc.ABC):
     """An append-only log with a gap-free global order, checkpoints and projection documents."""
 
+    # What ``open_store`` opens this same store with in another process (long folds use
+    # worker processes); None when no other process can (the memory store).
+    url: str | None = None
+
     # -- the log -----------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -83,6 +83,7 @@ class PostgresEventStore(EventStore):
                 channel = f"spotsync_events:{schema}".encode()[:63].decode(errors="ignore")
                 listener = await asyncpg.connect(url, timeout=10)
                 store = cls(pool, listener, channel, last)
+                store.url = url
                 await listener.add_listener(channel, store._on_notify)
         except BaseException:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):

@@ -73,7 +73,7 @@ class SQLiteEventStore(EventStore):
         writer = reader = None
         try:
             with _translated():
-                await anyio.to_thread.run_sync(_create_private_file, path)
+                absolute = await anyio.to_thread.run_sync(_create_private_file, path)
                 writer = await aiosqlite.connect(path, isolation_level=None)
                 await _run(writer, _setup_writer)
                 reader = await aiosqlite.connect(path, isolation_level=None)
@@ -85,7 +85,9 @@ class SQLiteEventStore(EventStore):
                     if connection is not None:
                         await connection.close()
             raise
-        return cls(path, writer, reader, last)
+        store = cls(path, writer, reader, last)
+        store.url = absolute
+        return store
 
     # -- the log -----------------------------------------------------------------------
 
@@ -202,20 +204,20 @@ class SQLiteEventStore(EventStore):
     async def commit_projection(
         self, name: str, position: int, writes: Sequence[DocumentWrite]
     ) -> None:
-        upserts = [
-            (w.collection, w.key, orjson.dumps(w.doc).decode()) for w in writes if w.doc is not None
-        ]
-        deletes = [(w.collection, w.key) for w in writes if w.doc is None]
-        order = [w.doc is None for w in writes]
+        # Runs of upserts and of deletes, in the caller's order: an upsert then a delete of
+        # one key deletes. A run is one executemany (a rebuild writes thousands of rows).
+        runs: list[tuple[str, list[tuple[str, ...]]]] = []
+        for w in writes:
+            query = "delete_document" if w.doc is None else "upsert_document"
+            row = (w.collection, w.key) if w.doc is None else (w.collection, w.key, _dumps(w.doc))
+            if runs and runs[-1][0] == query:
+                runs[-1][1].append(row)
+            else:
+                runs.append((query, [row]))
 
         def write_documents(db: sqlite3.Connection) -> None:
-            # Writes apply in the caller's order: an upsert then a delete of one key deletes.
-            up, down = iter(upserts), iter(deletes)
-            for is_delete in order:
-                if is_delete:
-                    db.execute(Q["delete_document"], next(down))
-                else:
-                    db.execute(Q["upsert_document"], next(up))
+            for query, rows in runs:
+                db.executemany(Q[query], rows)
             db.execute(Q["save_checkpoint"], (name, position))
 
         await self._write(Job[None](write_documents))
@@ -332,14 +334,20 @@ def _successor(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
+def _dumps(doc: Document) -> str:
+    return orjson.dumps(doc).decode()
+
+
 def _as_document(raw: str) -> Document:
     doc: Document = orjson.loads(raw)
     return doc
 
 
-def _create_private_file(path: Path) -> None:
+def _create_private_file(path: Path) -> str:
+    """Create the file if need be; its absolute path (for worker processes' own opens)."""
     # Owner-only from the first byte; SQLite gives its -wal and -shm files the same mode.
     os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    return os.path.abspath(path)
 
 
 def _setup_writer(db: sqlite3.Connection) -> None:

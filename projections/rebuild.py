@@ -1,5 +1,13 @@
 """``projections rebuild [--verify]``: drop the read models and fold the whole log again.
 
+The log is folded stream by stream, not in log order: a contract's state depends only
+on its own stream, so each contract is folded from its first event to its last and
+written once, with no state kept between contracts and nothing read back. The contract
+streams are cut into name ranges of about equal size (``EventStore.split_streams``)
+that worker processes fold side by side, each with its own connection, writing their
+rows in batches; the memory store (or a short log) is folded in this process. The
+checkpoint stays at 0 until every range is written, then moves to the last position.
+
 With ``verify`` the log is first folded into shadow collections, compared row by row
 with the live ones (both read in key order, a page at a time, so memory stays flat),
 then copied over the live ones; the differences are reported.
@@ -7,16 +15,27 @@ then copied over the live ones; the differences are reported.
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventstore import Document, DocumentWrite, EventStore
+import anyio
+import anyio.to_process
+
+from eventstore import Document, DocumentWrite, EventStore, open_store
+from projections.contract import FOLDED_TYPES, StreamFold
+from projections.events import CONTRACT_STREAM_PREFIX
 from projections.longruns import rare_gc
-from projections.runner import LIVE, SHADOW, ContractProjection, Tables, catch_up
+from projections.runner import LIVE, SHADOW, Tables, state_writes
 
 MAX_REPORTED = 100
+# Below this many events, starting worker processes costs more than it saves.
+PARALLEL_FROM = 100_000
+# Name ranges per worker: smaller ones even out the load and move the progress bar.
+RANGES_PER_WORKER = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,31 +68,23 @@ async def rebuild(
     verify: bool = False,
     batch_size: int = 2000,
     on_progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> RebuildReport:
-    """Drop and rebuild the live read models; with ``verify``, report how they differed."""
+    """Drop and rebuild the live read models; with ``verify``, report how they differed.
+
+    ``on_progress(events folded, last position)`` as ranges finish. ``workers``: worker
+    processes (default: one per core, for a long log in a store other processes can
+    open; 0 or 1 folds in this process).
+    """
     started = time.monotonic()
     last = await store.last_position()
-    report = RebuildReport(verified=verify)
-
+    report = RebuildReport(verified=verify, position=last)
+    if workers is None:
+        workers = (os.cpu_count() or 1) if last >= PARALLEL_FROM else 0
     target = SHADOW if verify else LIVE
     await store.drop_projection(target.name, target.collections)
-    with rare_gc() as collector:
-        done = 0
-
-        def progress(position: int) -> None:
-            nonlocal done
-            collector.tick(position - done)
-            done = position
-            if on_progress is not None:
-                on_progress(position, last)
-
-        report.position = await catch_up(
-            store,
-            ContractProjection(store, target, cache_size=max(10_000, 4 * batch_size)),
-            until_position=last,
-            batch_size=batch_size,
-            on_batch=progress,
-        )
+    await fold_streams(store, target, last, workers, batch_size, on_progress)
+    await store.commit_projection(target.name, last, [])
     if verify:
         for live, shadow in zip(LIVE.collections, SHADOW.collections, strict=True):
             await _compare(store, live, shadow, report)
@@ -82,6 +93,112 @@ async def rebuild(
         await store.drop_projection(SHADOW.name, SHADOW.collections)
     report.seconds = time.monotonic() - started
     return report
+
+
+async def fold_streams(
+    store: EventStore,
+    tables: Tables,
+    until: int,
+    workers: int,
+    batch_size: int = 2000,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Fold every contract stream up to position ``until`` into ``tables`` (checkpoint 0)."""
+    if workers <= 1 or store.url is None:
+        done = 0
+
+        def advance(events: int) -> None:
+            nonlocal done
+            done += events
+            if on_progress is not None:
+                on_progress(done, until)
+
+        await fold_range(store, tables, None, None, until, batch_size, advance)
+        return
+    url = store.url
+    bounds = await store.split_streams(CONTRACT_STREAM_PREFIX, workers * RANGES_PER_WORKER)
+    edges: list[str | None] = [None, *bounds, None]
+    limiter = anyio.CapacityLimiter(workers)
+    done = 0
+
+    async def fold_one(start: str | None, stop: str | None) -> None:
+        nonlocal done
+        done += await anyio.to_process.run_sync(
+            fold_range_in_worker,
+            url,
+            tables,
+            start,
+            stop,
+            until,
+            batch_size,
+            cancellable=True,
+            limiter=limiter,
+        )
+        if on_progress is not None:
+            on_progress(done, until)
+
+    async with anyio.create_task_group() as tg:
+        for start, stop in itertools.pairwise(edges):
+            tg.start_soon(fold_one, start, stop)
+
+
+async def fold_range(
+    store: EventStore,
+    tables: Tables,
+    start: str | None,
+    stop: str | None,
+    until: int,
+    batch_size: int = 2000,
+    on_events: Callable[[int], None] | None = None,
+) -> int:
+    """Fold the contract streams from ``start`` to ``stop`` and write their rows, a batch
+    of about ``batch_size`` contracts at a time (checkpoint 0); returns the events folded."""
+    fold = StreamFold()
+    writes: list[DocumentWrite] = []
+    contracts = events = 0
+    with rare_gc() as collector:
+        pages = store.read_streams(
+            CONTRACT_STREAM_PREFIX,
+            start=start,
+            stop=stop,
+            until_position=until,
+            decode=FOLDED_TYPES,
+            page_size=2000,
+        )
+        async for page in pages:
+            states = fold.feed(page)
+            for state in states:
+                writes.extend(state_writes(tables, state.external_id, None, state))
+            contracts += len(states)
+            events += len(page)
+            collector.tick(len(page))
+            if contracts >= batch_size:
+                await store.commit_projection(tables.name, 0, writes)
+                writes, contracts = [], 0
+            if on_events is not None:
+                on_events(len(page))
+        for state in fold.finish():
+            writes.extend(state_writes(tables, state.external_id, None, state))
+        if writes:
+            await store.commit_projection(tables.name, 0, writes)
+    return events
+
+
+def fold_range_in_worker(
+    url: str,
+    tables: Tables,
+    start: str | None,
+    stop: str | None,
+    until: int,
+    batch_size: int,
+) -> int:
+    """``fold_range`` in a worker process, on a store of its own."""
+
+    async def run() -> int:
+        async with await open_store(url) as store:
+            return await fold_range(store, tables, start, stop, until, batch_size)
+
+    return anyio.run(run)
 
 
 async def _rows(

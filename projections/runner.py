@@ -124,7 +124,8 @@ class ContractProjection:
             else:
                 before = current = await self.state(external_id)
             touched[external_id] = (before, apply(current, event))
-        writes = [write for key, pair in touched.items() for write in self._writes(key, *pair)]
+        t = self.tables
+        writes = [write for key, pair in touched.items() for write in state_writes(t, key, *pair)]
         for key, (_, after) in touched.items():
             cache[key] = after
             cache.move_to_end(key)
@@ -141,23 +142,25 @@ class ContractProjection:
             self._cache.popitem(last=False)
         _progress(self.store, self.tables.name).advance(batch.position)
 
-    def _writes(
-        self, external_id: str, before: ContractState | None, after: ContractState
-    ) -> list[DocumentWrite]:
-        t = self.tables
-        writes = [DocumentWrite(t.contracts, external_id, after.to_document())]
-        if after.contract_id is not None and (before is None or before.contract_id is None):
-            writes.append(
-                DocumentWrite(t.contract_ids, str(after.contract_id), {"external_id": external_id})
-            )
-        old, new = due_key(before), due_key(after)
-        if old != new:
-            if old is not None:
-                writes.append(DocumentWrite(t.reconcile_due, old, None))
-            if new is not None:
-                doc = {"external_id": external_id, "last_heard_at": after.last_heard_at}
-                writes.append(DocumentWrite(t.reconcile_due, new, doc))
-        return writes
+
+def state_writes(
+    tables: Tables, external_id: str, before: ContractState | None, after: ContractState
+) -> list[DocumentWrite]:
+    """The rows that change when a contract's state moves from ``before`` to ``after``."""
+    t = tables
+    writes = [DocumentWrite(t.contracts, external_id, after.to_document())]
+    if after.contract_id is not None and (before is None or before.contract_id is None):
+        writes.append(
+            DocumentWrite(t.contract_ids, str(after.contract_id), {"external_id": external_id})
+        )
+    old, new = due_key(before), due_key(after)
+    if old != new:
+        if old is not None:
+            writes.append(DocumentWrite(t.reconcile_due, old, None))
+        if new is not None:
+            doc = {"external_id": external_id, "last_heard_at": after.last_heard_at}
+            writes.append(DocumentWrite(t.reconcile_due, new, doc))
+    return writes
 
 
 async def catch_up(

@@ -5,12 +5,12 @@ CREATE TABLE checkpoints (
 );
 
 -- table documents
-CREATE TABLE documents (
+CREATE TABLE "documents" (
     collection TEXT NOT NULL,
     key        TEXT NOT NULL,
     doc        TEXT NOT NULL,  -- JSON object
     PRIMARY KEY (collection, key)
-) WITHOUT ROWID;
+);
 
 -- table events
 CREATE TABLE events (
