@@ -119,7 +119,8 @@ def utcnow() -> datetime:
 
 def format_timestamp(moment: datetime) -> str:
     """ISO 8601 in UTC with microseconds and a ``Z``: fixed width, so it also sorts as text."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime; from UTC it ends "+00:00".
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_timestamp(text: str) -> datetime:

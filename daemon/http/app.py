@@ -26,7 +26,7 @@ from daemon.http.limits import DEFAULT_MAX_BODY_BYTES
 from daemon.http.metrics import CONTENT_TYPE_LATEST, Metrics
 from daemon.http.openapi import openapi_document
 from daemon.http.queries import contract_events, get_contract, list_contracts
-from daemon.http.webhooks import KnownStreams, decode_hmac_key, receive_webhook
+from daemon.http.webhooks import KnownStreams, WebhookEndpoint, decode_hmac_key
 from eventstore import EventStore
 
 log = structlog.get_logger("spotsync.http")
@@ -128,7 +128,7 @@ def create_app(
     if config.api_token is not None and not config.api_token.strip():
         raise ValueError("SPOTSYNC_API_TOKEN must not be blank")
     routes = [
-        Route("/webhooks/spotdraft", receive_webhook, methods=["POST"]),
+        Route("/webhooks/spotdraft", WebhookEndpoint(), methods=["POST"]),
         Route("/v1/contracts", protected(contracts_collection), methods=["GET", "POST"]),
         Route("/v1/contracts/{external_id}", protected(get_contract), methods=["GET"]),
         Route("/v1/contracts/{external_id}/send", protected(send_contract), methods=["POST"]),

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 
 import anyio
 from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive
 
 from daemon.http.errors import ApiError
 
@@ -21,33 +20,47 @@ DRAIN_SECONDS = 2.0
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The raw body, or 413 as soon as ``Content-Length`` or the bytes read pass ``max_bytes``."""
-    declared = request.headers.get("content-length")
+    return await receive_body(request.receive, request.headers.get("content-length"), max_bytes)
+
+
+async def receive_body(receive: Receive, declared: str | bytes | None, max_bytes: int) -> bytes:
+    """``read_body`` on the ASGI messages themselves, for a route that has no Request.
+
+    ``declared`` is the request's ``Content-Length`` header, if it has one.
+    """
     if declared is not None:
         if not declared.strip().isdigit():
             raise ApiError(400, "Content-Length is not a number")
         if int(declared) > max_bytes:
             if int(declared) <= DRAIN_BYTES:
-                await _discard(request.stream(), 0)
+                await _discard(receive, 0)
             raise _too_large(max_bytes)
     chunks: list[bytes] = []
     size = 0
-    stream = request.stream()
-    async for chunk in stream:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:
-            await _discard(stream, size)
+            await _discard(receive, size)
             raise _too_large(max_bytes)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _discard(stream: AsyncIterator[bytes], already: int) -> None:
+async def _discard(receive: Receive, already: int) -> None:
     """Read what is left of a refused body without keeping it, within the drain bounds."""
     drained = already
-    with anyio.move_on_after(DRAIN_SECONDS), contextlib.suppress(ClientDisconnect):
-        async for chunk in stream:
-            drained += len(chunk)
-            if drained > DRAIN_BYTES:
+    with anyio.move_on_after(DRAIN_SECONDS):
+        while drained <= DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
                 return
 
 

@@ -75,6 +75,9 @@ class Metrics:
         # Labels that are always present, so a scrape shows zeros rather than nothing.
         for reason in ("missing", "invalid"):
             self.webhook_verification_failures.labels(reason)
+        # Looked up once: a label look-up costs more than the increment on the hot path.
+        self._webhooks_matched = self.webhooks_received.labels("yes")
+        self._webhooks_unmatched = self.webhooks_received.labels("no")
 
     async def count_appends(self, store: EventStore, after_position: int) -> None:
         """Count every event appended past ``after_position``, by type, whoever appended
@@ -97,6 +100,9 @@ class Metrics:
         # Errors are free text; the label keeps only their first word ("timeout", ...).
         label = str(status).split(":", 1)[0].split(" ", 1)[0][:32]
         self.api_call(exchange.operation, label, seconds=exchange.latency_ms / 1000)
+
+    def webhook_stored(self, *, matched: bool) -> None:
+        (self._webhooks_matched if matched else self._webhooks_unmatched).inc()
 
     def webhook_refused(self, reason: str) -> None:
         self.webhook_verification_failures.labels(reason).inc()
