@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive
