@@ -84,6 +84,8 @@ class ContractProjection:
         self.tables = tables
         self.cache_size = cache_size
         self._cache: OrderedDict[str, ContractState] = OrderedDict()
+        # The contracts of the batch folded last: newest in the cache, maybe not saved yet.
+        self._last_folded = 0
 
     async def state(self, external_id: str) -> ContractState | None:
         cached = self._cache.get(external_id)
@@ -129,6 +131,7 @@ class ContractProjection:
         for key, (_, after) in touched.items():
             cache[key] = after
             cache.move_to_end(key)
+        self._last_folded = len(touched)
         return Batch(events[-1].position, writes)
 
     async def save(self, batch: Batch) -> None:
@@ -138,7 +141,9 @@ class ContractProjection:
         except BaseException:
             self._cache.clear()  # it holds states that were never saved
             raise
-        while len(self._cache) > self.cache_size:
+        # The next batch may be folded already (``catch_up`` overlaps the two): its states
+        # are the newest entries, kept until their own save, however small the cache.
+        while len(self._cache) > max(self.cache_size, self._last_folded):
             self._cache.popitem(last=False)
         _progress(self.store, self.tables.name).advance(batch.position)
 

@@ -1,14 +1,23 @@
-"""The read models on the memory store: live runner, id map, reconcile queue and rebuild."""
+"""The read models: live runner, id map, reconcile queue and rebuild (memory store; SQLite
+where a save must really wait for the writer)."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 import pytest
 
-from eventstore import DocumentWrite, MemoryEventStore, NewEvent, PersistenceError
+from eventstore import (
+    DocumentWrite,
+    EventStore,
+    MemoryEventStore,
+    NewEvent,
+    PersistenceError,
+    open_store,
+)
 from projections.events import EventType, contract_stream
 from projections.rebuild import rebuild
 from projections.runner import (
@@ -26,7 +35,7 @@ from tests.unit.test_projections_support import REQUEST
 pytestmark = pytest.mark.anyio
 
 
-async def _contract(store: MemoryEventStore, external_id: str, contract_id: int) -> int:
+async def _contract(store: EventStore, external_id: str, contract_id: int) -> int:
     stream = contract_stream(external_id)
     await store.append(
         stream,
@@ -132,3 +141,23 @@ async def test_a_failed_save_surfaces_as_the_stores_error_and_keeps_the_checkpoi
     with pytest.raises(PersistenceError, match="disk full"):
         await catch_up(store, ContractProjection(store), batch_size=2)
     assert await store.load_checkpoint("contracts") == 0
+
+
+async def test_a_cache_smaller_than_a_batch_never_reads_back_an_unsaved_state(
+    tmp_path: Path,
+) -> None:
+    # On SQLite a save really waits for the writer, so the next batch is folded meanwhile:
+    # its states must stay cached until they are saved, whatever the cache's size.
+    async with await open_store(str(tmp_path / "log.db")) as store:
+        contracts = [f"deal-{n}" for n in range(8)]
+        for external_id in contracts:
+            await _contract(store, external_id, 100 + len(external_id))
+        for _ in range(12):
+            for external_id in contracts:
+                intended = NewEvent(EventType.CONTRACT_CREATE_INTENDED, {}, "api")
+                await store.append(contract_stream(external_id), [intended], expected_version=None)
+        await catch_up(store, ContractProjection(store, cache_size=1), batch_size=len(contracts))
+        docs = dict(await store.query_documents(CONTRACTS))
+        assert {key: doc["_intents"] for key, doc in docs.items()} == dict.fromkeys(contracts, 12)
+        report = await rebuild(store, verify=True)
+        assert report.difference_count == 0, [d.describe() for d in report.differences]
