@@ -276,6 +276,26 @@ async def test_streamed_body_over_the_limit_is_413(
     assert await all_events(store) == []
 
 
+@pytest.mark.anyio
+async def test_a_body_streamed_in_chunks_is_verified_and_stored_whole(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    """Chunked bodies (no Content-Length) are joined before the signature is checked."""
+    body = delivery(contract_title="x" * 2000)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 700):
+            yield body[start : start + 700]
+
+    response = await client.post(
+        "/webhooks/spotdraft", content=chunks(), headers={"X-SD-WEBHOOK-CONTENT-HASH": sign(body)}
+    )
+    assert response.status_code == 200
+    assert response.json() == {"status": "stored", "position": 1}
+    [(_, _, data)] = await all_events(store)
+    assert data["raw_body"] == body.decode()
+
+
 class FailingStore(MemoryEventStore):
     async def append(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]  # a fake that always fails
         raise PersistenceError("disk on fire")
