@@ -36,6 +36,9 @@ MAX_REPORTED = 100
 PARALLEL_FROM = 100_000
 # Name ranges per worker: smaller ones even out the load and move the progress bar.
 RANGES_PER_WORKER = 8
+# Contracts whose rows are written together. Fewer than a short log's range holds, so a
+# worker's peak (the rows waiting to be written) does not grow with the log.
+BATCH_CONTRACTS = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,7 @@ async def rebuild(
     store: EventStore,
     *,
     verify: bool = False,
-    batch_size: int = 2000,
+    batch_size: int = BATCH_CONTRACTS,
     on_progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
 ) -> RebuildReport:
@@ -100,7 +103,7 @@ async def fold_streams(
     tables: Tables,
     until: int,
     workers: int,
-    batch_size: int = 2000,
+    batch_size: int = BATCH_CONTRACTS,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Fold every contract stream up to position ``until`` into ``tables`` (checkpoint 0)."""
@@ -148,7 +151,7 @@ async def fold_range(
     start: str | None,
     stop: str | None,
     until: int,
-    batch_size: int = 2000,
+    batch_size: int = BATCH_CONTRACTS,
     on_events: Callable[[int], None] | None = None,
 ) -> int:
     """Fold the contract streams from ``start`` to ``stop`` and write their rows, a batch
