@@ -14,8 +14,11 @@ compared per trigger:
   at the end of the log (another trigger did the work), or it is a sink notice in a
   daemon that runs without a sink (the log's own ``skipped`` deliveries say so).
 
-Nothing here writes or calls out. Memory stays flat over a whole log: contracts are
-kept in a bounded LRU; one evicted and met again is folded again from its stream.
+Nothing here writes or calls out. A whole log in an event store is replayed contract by
+contract (``EventStore.read_streams``: each stream from its first event to its last), so
+memory holds one contract at a time. Another source (an exported log) is fed in log
+order, its contracts kept in a bounded LRU; one evicted and met again is folded again
+from its stream.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from eventstore.envelope import RecordedEvent
+from eventstore import EventStore, StreamRow
+from eventstore.envelope import RecordedEvent, parse_timestamp
 from handlers.decisions import Command, NotifySink, decide, refine
 from projections.contract import ContractState, apply, fold
-from projections.events import EventType, external_id_of
+from projections.events import CONTRACT_STREAM_PREFIX, EventType, external_id_of
 from projections.longruns import rare_gc
 
 Decide = Callable[[ContractState | None, RecordedEvent], list[Command]]
@@ -211,7 +215,25 @@ class Replayer:
             stream, contract = self._contracts.popitem(last=False)
             yield self._finish(stream, contract)
 
-    def _step(self, contract: _Contract, event: RecordedEvent) -> None:
+    def feed_streams(self, rows: Sequence[StreamRow]) -> list[ContractReplay]:
+        """Take rows of whole streams, stream after stream (``read_streams``); returns the
+        replays of the contracts whose streams ended before the last row. One contract is
+        open at a time, so its steps keep their events whole."""
+        done: list[ContractReplay] = []
+        contracts = self._contracts
+        for position, stream, version, type_, data, metadata, stamp in rows:
+            contract = contracts.get(stream)
+            if contract is None:
+                done.extend(self.finish())
+                contract = contracts[stream] = _Contract(None)
+            self.events += 1
+            event = RecordedEvent(
+                position, stream, version, type_, data, metadata, parse_timestamp(stamp)
+            )
+            self._step(contract, event, slim=False)
+        return done
+
+    def _step(self, contract: _Contract, event: RecordedEvent, *, slim: bool = True) -> None:
         if event.type in _SINK and not event.data.get("skipped"):
             contract.sink_ran = True
         name = recorded_command(event)
@@ -227,9 +249,10 @@ class Replayer:
             commands = decide(contract.state, event, after)  # the fold done once, not twice
         else:
             commands = self.decide(contract.state, event)
-        # A whole log keeps only the envelope's bookkeeping: the data is read again for
-        # the few contracts that differ (replay_log), so memory does not hold payloads.
-        step = Step(event if self.keep_steps else _slim(event), commands)
+        # A whole log in log order keeps only the envelope's bookkeeping: the data is read
+        # again for the few contracts that differ (replay_log), so memory does not hold
+        # payloads. Stream after stream, one contract is held at a time: nothing to slim.
+        step = Step(_slim(event) if slim and not self.keep_steps else event, commands)
         contract.steps.append(step)
         contract.by_id[event.event_id] = step
         contract.state = contract.at_until = after
@@ -278,8 +301,26 @@ async def replay_log(
     page_size: int = 2000,
     max_contracts: int = 2_000,
 ) -> AsyncIterator[ContractReplay]:
-    """Every contract of the log; yields each one's replay (only steps with differences)."""
+    """Every contract of the log; yields each one's replay (only steps with differences).
+
+    From an event store, contract by contract in the store's order of stream names, each
+    as ``replay_stream`` replays it (with ``until``, from the events up to it only: what
+    was recorded later does not count here). From another source, in the order
+    contracts leave the LRU of ``max_contracts``.
+    """
     replayer = Replayer(source, decide_fn=decide_fn, until=until, max_contracts=max_contracts)
+    if isinstance(source, EventStore):
+        with rare_gc() as collector:
+            pages = source.read_streams(
+                CONTRACT_STREAM_PREFIX, until_position=until, page_size=page_size
+            )
+            async for page in pages:
+                collector.tick(len(page))
+                for done in replayer.feed_streams(page):
+                    yield done
+        for done in replayer.finish():
+            yield done
+        return
     with rare_gc() as collector:
         async for event in source.read_all(until_position=until, page_size=page_size):
             collector.tick()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from eventstore import MemoryEventStore, NewEvent, RecordedEvent
 from handlers.decisions import Command, PullKeyPointers, SendContract, decide
-from handlers.replay import replay_log, replay_stream
+from handlers.replay import ContractReplay, replay_log, replay_stream
 from projections.contract import ContractState
 from projections.events import EventType, contract_stream
 
@@ -103,3 +104,96 @@ async def test_until_gives_the_state_at_that_position_and_no_later_decisions() -
     assert (replay.state.sync, replay.state.last_position) == ("created", 4)
     assert replay.steps[3].recorded == ["SendContract"]
     assert replay.difference_count == 0
+
+
+class _ExportedLog:
+    """A source that is not an event store (as an exported file is): read in log order."""
+
+    def __init__(self, store: MemoryEventStore) -> None:
+        self.store = store
+
+    def read_all(
+        self, *, from_position: int = 1, until_position: int | None = None, page_size: int = 1000
+    ) -> AsyncIterator[RecordedEvent]:
+        return self.store.read_all(
+            from_position=from_position, until_position=until_position, page_size=page_size
+        )
+
+    async def read_stream(self, stream: str, *, from_version: int = 1) -> list[RecordedEvent]:
+        return await self.store.read_stream(stream, from_version=from_version)
+
+
+async def _interleaved_cases(*external_ids: str) -> MemoryEventStore:
+    """The recorded case of each contract, their events interleaved in the log."""
+    store = MemoryEventStore()
+    triggers: dict[str, RecordedEvent] = {}
+
+    async def append(external_id: str, *events: NewEvent) -> None:
+        stream = contract_stream(external_id)
+        result = await store.append(stream, list(events), expected_version=None)
+        triggers[external_id] = result.events[-1]
+
+    call = {"operation": "create_contract", "method": "POST", "path": "/contracts/", "status": 201}
+    send = {"operation": "send_to_counterparties", "method": "POST", "status": 200}
+    for external_id in external_ids:
+        request = {"external_id": external_id, "request": {"contract_name": "MSA"}, "send": {}}
+        await append(external_id, NewEvent(EventType.CONTRACT_REQUESTED, request, "intake"))
+    for n, external_id in enumerate(external_ids):
+        requested = triggers[external_id]
+        await append(
+            external_id,
+            _caused(requested, EventType.CONTRACT_CREATE_INTENDED, {"attempt": 1}),
+            _caused(requested, EventType.SPOTDRAFT_CALL_RECORDED, call),
+            _caused(requested, EventType.CONTRACT_CREATED, {"id": f"T-{n}", "contract_id": n}),
+        )
+    for n, external_id in enumerate(external_ids[1:], 1):  # the first one is never sent
+        created = triggers[external_id]
+        await append(
+            external_id,
+            _caused(created, EventType.SPOTDRAFT_CALL_RECORDED, send),
+            _caused(created, EventType.CONTRACT_SENT, {"composite_id": f"T-{n}"}),
+        )
+    return store
+
+
+def _no_send(state: ContractState | None, event: RecordedEvent) -> list[Command]:
+    return [c for c in decide(state, event) if not isinstance(c, SendContract)]
+
+
+def _summary(replay: ContractReplay) -> tuple[Any, ...]:
+    steps = [
+        (s.event.position, s.event.data, s.recorded, s.differences)
+        for s in replay.steps
+        if s.differences
+    ]
+    return replay.external_id, steps, replay.state
+
+
+@pytest.mark.parametrize("exported", [False, True], ids=["store", "exported"])
+async def test_the_whole_log_reports_each_contract_as_replaying_it_alone(exported: bool) -> None:
+    """A whole-log replay finds, contract by contract, the differences and final state
+    that replaying each contract on its own finds."""
+    ids = ("deal-b", "deal-a", "deal-c")
+    store = await _interleaved_cases(*ids)
+    source = _ExportedLog(store) if exported else store
+    alone = []
+    for external_id in ids:
+        replay = await replay_stream(store, contract_stream(external_id), decide_fn=_no_send)
+        assert replay is not None
+        alone.append(_summary(replay))
+    whole = [_summary(r) async for r in replay_log(source, decide_fn=_no_send)]
+    assert sorted(whole, key=lambda r: r[0]) == sorted(alone, key=lambda r: r[0])
+    assert [len(steps) for _, steps, _ in sorted(whole, key=lambda r: r[0])] == [1, 0, 1]
+
+
+@pytest.mark.parametrize("until", [9, 14])
+async def test_a_whole_store_until_a_position_replays_as_an_exported_log(until: int) -> None:
+    """Contract by contract from the store or in log order from an export, a whole-log
+    replay up to a position reports the same contracts, differences and states."""
+    store = await _interleaved_cases("deal-b", "deal-a", "deal-c")
+    by_contract = [_summary(r) async for r in replay_log(store, decide_fn=_no_send, until=until)]
+    in_log_order = [
+        _summary(r) async for r in replay_log(_ExportedLog(store), decide_fn=_no_send, until=until)
+    ]
+    assert sorted(by_contract, key=lambda r: r[0]) == sorted(in_log_order, key=lambda r: r[0])
+    assert max(r[2].last_position for r in by_contract) == until
