@@ -23,13 +23,21 @@ from its stream.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import itertools
+import multiprocessing
+import os
+from collections import OrderedDict, deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from eventstore import EventStore, StreamRow
+import anyio
+import anyio.to_thread
+
+from eventstore import EventStore, StreamRow, open_store
 from eventstore.envelope import RecordedEvent, parse_timestamp
 from handlers.decisions import Command, NotifySink, decide, refine
 from projections.contract import ContractState, apply, fold
@@ -37,6 +45,12 @@ from projections.events import CONTRACT_STREAM_PREFIX, EventType, external_id_of
 from projections.longruns import rare_gc
 
 Decide = Callable[[ContractState | None, RecordedEvent], list[Command]]
+
+# Below this many events, starting worker processes costs more than it saves.
+PARALLEL_FROM = 100_000
+# Events in a name range that a worker replays: what the parent holds (the replays of a
+# few ranges, waiting their turn) stays the same however long the log.
+RANGE_EVENTS = 10_000
 
 # SpotDraft operations → the command that calls them (``get_status`` by a handler is the
 # send command checking a refused or unanswered send).
@@ -300,27 +314,31 @@ async def replay_log(
     until: int | None = None,
     page_size: int = 2000,
     max_contracts: int = 2_000,
+    workers: int | None = None,
 ) -> AsyncIterator[ContractReplay]:
     """Every contract of the log; yields each one's replay (only steps with differences).
 
     From an event store, contract by contract in the store's order of stream names, each
     as ``replay_stream`` replays it (with ``until``, from the events up to it only: what
-    was recorded later does not count here). From another source, in the order
-    contracts leave the LRU of ``max_contracts``.
+    was recorded later does not count here). ``workers``: processes that replay name
+    ranges side by side (default: one per core, for a long log in a store other
+    processes can open, with the handlers' own ``decide``; 0 or 1: this process). From
+    another source, in the order contracts leave the LRU of ``max_contracts``.
     """
-    replayer = Replayer(source, decide_fn=decide_fn, until=until, max_contracts=max_contracts)
     if isinstance(source, EventStore):
-        with rare_gc() as collector:
-            pages = source.read_streams(
-                CONTRACT_STREAM_PREFIX, until_position=until, page_size=page_size
-            )
-            async for page in pages:
-                collector.tick(len(page))
-                for done in replayer.feed_streams(page):
-                    yield done
-        for done in replayer.finish():
-            yield done
+        if workers is None:
+            last = await source.last_position() if until is None else until
+            long_log = last >= PARALLEL_FROM and decide_fn is decide
+            workers = (os.cpu_count() or 1) if long_log else 0
+        if workers > 1 and source.url is not None:
+            ranges = _replay_in_workers(source, source.url, decide_fn, until, page_size, workers)
+        else:
+            ranges = replay_streams(source, decide_fn=decide_fn, until=until, page_size=page_size)
+        async with aclosing(ranges):  # a caller that stops early stops the workers too
+            async for replay in ranges:
+                yield replay
         return
+    replayer = Replayer(source, decide_fn=decide_fn, until=until, max_contracts=max_contracts)
     with rare_gc() as collector:
         async for event in source.read_all(until_position=until, page_size=page_size):
             collector.tick()
@@ -328,6 +346,89 @@ async def replay_log(
                 yield await _with_payloads(source, done)
     for done in replayer.finish():
         yield await _with_payloads(source, done)
+
+
+async def replay_streams(
+    store: EventStore,
+    *,
+    decide_fn: Decide = decide,
+    until: int | None = None,
+    start: str | None = None,
+    stop: str | None = None,
+    page_size: int = 2000,
+) -> AsyncGenerator[ContractReplay, None]:
+    """The contracts whose streams are named from ``start`` to ``stop``, one after the other."""
+    replayer = Replayer(store, decide_fn=decide_fn, until=until)
+    with rare_gc() as collector:
+        pages = store.read_streams(
+            CONTRACT_STREAM_PREFIX,
+            start=start,
+            stop=stop,
+            until_position=until,
+            page_size=page_size,
+        )
+        async for page in pages:
+            collector.tick(len(page))
+            for done in replayer.feed_streams(page):
+                yield done
+    for done in replayer.finish():
+        yield done
+
+
+async def _replay_in_workers(
+    store: EventStore, url: str, decide_fn: Decide, until: int | None, page_size: int, workers: int
+) -> AsyncGenerator[ContractReplay, None]:
+    # Name ranges of about RANGE_EVENTS events, replayed by a pool of processes while
+    # their replays are yielded in name order. The pool's futures outlive each yield, as
+    # no task group may (a caller can stop iterating at any yield); a range's replays wait
+    # for their turn, so at most ``workers`` + 1 ranges' worth is held, however long the log.
+    last = await store.last_position() if until is None else until
+    parts = max(workers * 2, last // RANGE_EVENTS)
+    bounds = await store.split_streams(CONTRACT_STREAM_PREFIX, parts)
+    context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+    pool = ProcessPoolExecutor(workers, mp_context=context)
+    try:
+        pending: deque[Future[list[ContractReplay]]] = deque()
+        for start, stop in itertools.pairwise([None, *bounds, None]):
+            job = (url, decide_fn, until, start, stop, page_size)
+            pending.append(pool.submit(replay_range_in_worker, *job))
+            if len(pending) > workers:
+                for replay in await _result(pending.popleft()):
+                    yield replay
+        while pending:
+            for replay in await _result(pending.popleft()):
+                yield replay
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def _result(future: Future[list[ContractReplay]]) -> list[ContractReplay]:
+    return await anyio.to_thread.run_sync(future.result, abandon_on_cancel=True)
+
+
+def replay_range_in_worker(
+    url: str,
+    decide_fn: Decide,
+    until: int | None,
+    start: str | None,
+    stop: str | None,
+    page_size: int,
+) -> list[ContractReplay]:
+    """``replay_streams`` in a worker process, on a store of its own."""
+
+    async def run() -> list[ContractReplay]:
+        async with await open_store(url) as store:
+            replays = replay_streams(
+                store,
+                decide_fn=decide_fn,
+                until=until,
+                start=start,
+                stop=stop,
+                page_size=page_size,
+            )
+            return [replay async for replay in replays]
+
+    return anyio.run(run)
 
 
 async def _with_payloads(source: EventSource, replay: ContractReplay) -> ContractReplay:
