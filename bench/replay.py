@@ -41,7 +41,10 @@ TARGET_RSS_MB = 200.0
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child forked from
+    # this big parent (it has just built the log) would count the parent's size as its own.
+    peak = _peak_mb(os.getpid())
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def raw(database: str) -> int:
