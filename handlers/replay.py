@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
-import os
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -43,6 +42,7 @@ from handlers.decisions import Command, NotifySink, decide, refine
 from projections.contract import ContractState, apply, fold
 from projections.events import CONTRACT_STREAM_PREFIX, EventType, external_id_of
 from projections.longruns import rare_gc
+from projections.rebuild import default_workers
 
 Decide = Callable[[ContractState | None, RecordedEvent], list[Command]]
 
@@ -321,7 +321,7 @@ async def replay_log(
     From an event store, contract by contract in the store's order of stream names, each
     as ``replay_stream`` replays it (with ``until``, from the events up to it only: what
     was recorded later does not count here). ``workers``: processes that replay name
-    ranges side by side (default: one per core, for a long log in a store other
+    ranges side by side (default: one per core up to four, for a long log in a store other
     processes can open, with the handlers' own ``decide``; 0 or 1: this process). From
     another source, in the order contracts leave the LRU of ``max_contracts``.
     """
@@ -329,7 +329,7 @@ async def replay_log(
         if workers is None:
             last = await source.last_position() if until is None else until
             long_log = last >= PARALLEL_FROM and decide_fn is decide
-            workers = (os.cpu_count() or 1) if long_log else 0
+            workers = default_workers() if long_log else 0
         if workers > 1 and source.url is not None:
             ranges = _replay_in_workers(source, source.url, decide_fn, until, page_size, workers)
         else:

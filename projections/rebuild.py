@@ -34,6 +34,8 @@ from projections.runner import LIVE, SHADOW, Tables, state_writes
 MAX_REPORTED = 100
 # Below this many events, starting worker processes costs more than it saves.
 PARALLEL_FROM = 100_000
+# Worker processes by default: one per core, at most this many (each holds ~50 MB).
+MAX_WORKERS = 4
 # Name ranges per worker: smaller ones even out the load and move the progress bar.
 RANGES_PER_WORKER = 8
 # Contracts whose rows are written together. Fewer than a short log's range holds, so a
@@ -76,14 +78,14 @@ async def rebuild(
     """Drop and rebuild the live read models; with ``verify``, report how they differed.
 
     ``on_progress(events folded, last position)`` as ranges finish. ``workers``: worker
-    processes (default: one per core, for a long log in a store other processes can
-    open; 0 or 1 folds in this process).
+    processes (default: one per core up to four, for a long log in a store other
+    processes can open; 0 or 1 folds in this process).
     """
     started = time.monotonic()
     last = await store.last_position()
     report = RebuildReport(verified=verify, position=last)
     if workers is None:
-        workers = (os.cpu_count() or 1) if last >= PARALLEL_FROM else 0
+        workers = default_workers() if last >= PARALLEL_FROM else 0
     target = SHADOW if verify else LIVE
     await store.drop_projection(target.name, target.collections)
     await fold_streams(store, target, last, workers, batch_size, on_progress)
@@ -96,6 +98,11 @@ async def rebuild(
         await store.drop_projection(SHADOW.name, SHADOW.collections)
     report.seconds = time.monotonic() - started
     return report
+
+
+def default_workers() -> int:
+    """One worker process per core, up to ``MAX_WORKERS``: memory grows with each."""
+    return min(os.cpu_count() or 1, MAX_WORKERS)
 
 
 async def fold_streams(
