@@ -12,11 +12,12 @@ together with what they describe:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import orjson
 
 from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp
 
@@ -222,6 +223,20 @@ class EventStore(abc.ABC):
 
 def _between(name: str, start: str | None, stop: str | None) -> bool:
     return (start is None or name >= start) and (stop is None or name < stop)
+
+
+def decode_stream_rows(
+    rows: Iterable[Sequence[Any]], decode: frozenset[str] | None
+) -> list[StreamRow]:
+    """Rows read as stored (data and metadata as JSON text) as ``StreamRow``s, decoding
+    the payloads of the types in ``decode`` only (None: all)."""
+    loads = orjson.loads
+    if decode is None:
+        return [(p, s, v, t, loads(d), loads(m), at) for p, s, v, t, d, m, at in rows]
+    return [
+        (p, s, v, t, loads(d), loads(m), at) if t in decode else (p, s, v, t, None, None, at)
+        for p, s, v, t, d, m, at in rows
+    ]
 
 
 def stream_rows(

@@ -33,6 +33,7 @@ from eventstore.base import (
     DocumentWrite,
     EventStore,
     StreamRow,
+    decode_stream_rows,
     sample_positions,
     split_points,
 )
@@ -173,15 +174,9 @@ class PostgresEventStore(EventStore):
         until = _NO_LIMIT if until_position is None else until_position
         query = Q["read_streams_to_end" if stop is None else "read_streams"]
         wanted = None if decode is None else frozenset(decode)
-        loads = orjson.loads
         while True:
             rows = await self._fetch(query, *after, stop, prefix, until, page_size)
-            page: list[StreamRow] = [
-                (p, s, v, t, loads(d), loads(m), at)
-                if wanted is None or t in wanted
-                else (p, s, v, t, None, None, at)
-                for p, s, v, t, d, m, at in rows
-            ]
+            page = decode_stream_rows(rows, wanted)
             if page:
                 yield page
             if len(page) < page_size:

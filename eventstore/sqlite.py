@@ -30,6 +30,7 @@ from eventstore.base import (
     DocumentWrite,
     EventStore,
     StreamRow,
+    decode_stream_rows,
     sample_positions,
     split_points,
 )
@@ -148,7 +149,7 @@ class SQLiteEventStore(EventStore):
 
         def read_page(db: sqlite3.Connection) -> list[StreamRow]:
             rows = db.execute(Q["read_streams"], (*after, end, prefix, until, page_size))
-            return _stream_rows(rows.fetchall(), wanted)
+            return decode_stream_rows(rows.fetchall(), wanted)
 
         while True:
             page = await self._read(read_page)
@@ -315,16 +316,6 @@ async def _run(connection: aiosqlite.Connection, fn: Callable[[sqlite3.Connectio
     """
     result: T = await connection._execute(fn, connection._conn)  # type: ignore[no-untyped-call]  # see docstring
     return result
-
-
-def _stream_rows(rows: list[Any], decode: frozenset[str] | None) -> list[StreamRow]:
-    loads = orjson.loads
-    if decode is None:
-        return [(p, s, v, t, loads(d), loads(m), at) for p, s, v, t, d, m, at in rows]
-    return [
-        (p, s, v, t, loads(d), loads(m), at) if t in decode else (p, s, v, t, None, None, at)
-        for p, s, v, t, d, m, at in rows
-    ]
 
 
 def _successor(prefix: str) -> str:
