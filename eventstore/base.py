@@ -12,7 +12,7 @@ together with what they describe:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +24,8 @@ from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp
 Document = dict[str, Any]
 
 # An event as ``read_streams`` yields it, lighter than a RecordedEvent: (position, stream,
-# version, type, data, metadata, recorded_at as ISO text). data and metadata are None for
-# the types the reader did not ask to decode.
+# version, type, data, metadata, recorded_at as ISO text). data and metadata are decoded,
+# or their JSON text (str or bytes) for a reader that asked for ``decoded=False``.
 StreamRow = tuple[int, str, int, str, Any, Any, str]
 
 
@@ -104,17 +104,21 @@ class EventStore(abc.ABC):
         start: str | None = None,
         stop: str | None = None,
         until_position: int | None = None,
-        decode: Collection[str] | None = None,
+        decoded: bool = True,
         page_size: int = 1000,
     ) -> AsyncIterator[list[StreamRow]]:
         """The events of the streams named ``prefix...``, stream after stream, a page at a time.
 
         Each stream's events come in version order, up to ``until_position``; streams come
         in the store's order of names, from ``start`` (inclusive) to ``stop`` (exclusive),
-        bounds that ``split_streams`` gives. ``decode``: the types whose data and metadata
-        are decoded (None: all). For folding whole streams one after the other, in flat
-        memory. This default lists the stream names first (memory grows with the number
-        of streams); backends read their (stream, version) index instead.
+        bounds that ``split_streams`` gives. For folding whole streams one after the
+        other, in flat memory. This default lists the stream names first (memory grows
+        with the number of streams); backends read their (stream, version) index instead.
+
+        ``decoded=False``: data and metadata as JSON text, for a fold that decodes each row
+        as it comes to it (``orjson.loads`` takes both kinds of text) and only the
+        payloads it reads. Decoding a whole page first keeps all its payloads alive at
+        once, out of the CPU's caches: that costs a long fold nearly twice its reading.
         """
         names: set[str] = set()
         async for event in self.read_all(until_position=until_position, page_size=page_size):
@@ -122,7 +126,7 @@ class EventStore(abc.ABC):
                 names.add(event.stream)
         page: list[StreamRow] = []
         for name in sorted(names):
-            page.extend(stream_rows(await self.read_stream(name), until_position, decode))
+            page.extend(stream_rows(await self.read_stream(name), until_position, decoded))
             while len(page) >= page_size:
                 yield page[:page_size]
                 del page[:page_size]
@@ -225,37 +229,32 @@ def _between(name: str, start: str | None, stop: str | None) -> bool:
     return (start is None or name >= start) and (stop is None or name < stop)
 
 
-def decode_stream_rows(
-    rows: Iterable[Sequence[Any]], decode: frozenset[str] | None
-) -> list[StreamRow]:
-    """Rows read as stored (data and metadata as JSON text) as ``StreamRow``s, decoding
-    the payloads of the types in ``decode`` only (None: all)."""
+def decode_stream_rows(rows: Iterable[Sequence[Any]], decoded: bool) -> list[StreamRow]:
+    """Rows read as stored (data and metadata as JSON text) as ``StreamRow``s, their
+    payloads decoded or (``decoded=False``) left as text."""
+    if not decoded:
+        return [(p, s, v, t, d, m, at) for p, s, v, t, d, m, at in rows]
     loads = orjson.loads
-    if decode is None:
-        return [(p, s, v, t, loads(d), loads(m), at) for p, s, v, t, d, m, at in rows]
-    return [
-        (p, s, v, t, loads(d), loads(m), at) if t in decode else (p, s, v, t, None, None, at)
-        for p, s, v, t, d, m, at in rows
-    ]
+    return [(p, s, v, t, loads(d), loads(m), at) for p, s, v, t, d, m, at in rows]
 
 
 def stream_rows(
-    events: Sequence[RecordedEvent], until_position: int | None, decode: Collection[str] | None
+    events: Sequence[RecordedEvent], until_position: int | None, decoded: bool
 ) -> list[StreamRow]:
     """A stream's events (in version order) up to ``until_position``, as ``StreamRow``s."""
     rows: list[StreamRow] = []
     for e in events:
         if until_position is not None and e.position > until_position:
             break
-        wanted = decode is None or e.type in decode
+        data, metadata = e.data, e.metadata
         rows.append(
             (
                 e.position,
                 e.stream,
                 e.version,
                 e.type,
-                e.data if wanted else None,
-                e.metadata if wanted else None,
+                data if decoded else orjson.dumps(data),
+                metadata if decoded else orjson.dumps(metadata),
                 format_timestamp(e.recorded_at),
             )
         )

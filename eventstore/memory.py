@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -97,7 +97,7 @@ class MemoryEventStore(EventStore):
         start: str | None = None,
         stop: str | None = None,
         until_position: int | None = None,
-        decode: Collection[str] | None = None,
+        decoded: bool = True,
         page_size: int = 1000,
     ) -> AsyncIterator[list[StreamRow]]:
         self._check_open()
@@ -110,7 +110,7 @@ class MemoryEventStore(EventStore):
         )
         page: list[StreamRow] = []
         for name in names:
-            page.extend(stream_rows(self._streams[name], until_position, decode))
+            page.extend(stream_rows(self._streams[name], until_position, decoded))
             while len(page) >= page_size:
                 yield page[:page_size]
                 del page[:page_size]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any
@@ -165,7 +165,7 @@ class PostgresEventStore(EventStore):
         start: str | None = None,
         stop: str | None = None,
         until_position: int | None = None,
-        decode: Collection[str] | None = None,
+        decoded: bool = True,
         page_size: int = 1000,
     ) -> AsyncIterator[list[StreamRow]]:
         # Names compare in the database's collation, so bounds come from split_streams;
@@ -173,10 +173,9 @@ class PostgresEventStore(EventStore):
         after: tuple[str, int] = (prefix if start is None else start, 0)
         until = _NO_LIMIT if until_position is None else until_position
         query = Q["read_streams_to_end" if stop is None else "read_streams"]
-        wanted = None if decode is None else frozenset(decode)
         while True:
             rows = await self._fetch(query, *after, stop, prefix, until, page_size)
-            page = decode_stream_rows(rows, wanted)
+            page = decode_stream_rows(rows, decoded)
             if page:
                 yield page
             if len(page) < page_size:

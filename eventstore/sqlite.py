@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -138,18 +138,17 @@ class SQLiteEventStore(EventStore):
         start: str | None = None,
         stop: str | None = None,
         until_position: int | None = None,
-        decode: Collection[str] | None = None,
+        decoded: bool = True,
         page_size: int = 1000,
     ) -> AsyncIterator[list[StreamRow]]:
         after = (prefix if start is None else max(start, prefix), 0)
         # Names sort by code point (SQLite's BINARY, Python's str order).
         end = _successor(prefix) if stop is None else stop
         until = _NO_LIMIT if until_position is None else until_position
-        wanted = None if decode is None else frozenset(decode)
 
         def read_page(db: sqlite3.Connection) -> list[StreamRow]:
             rows = db.execute(Q["read_streams"], (*after, end, prefix, until, page_size))
-            return decode_stream_rows(rows.fetchall(), wanted)
+            return decode_stream_rows(rows.fetchall(), decoded)
 
         while True:
             page = await self._read(read_page)

@@ -19,7 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
+
+import orjson
 
 from eventstore.base import StreamRow
 from eventstore.envelope import RecordedEvent, format_timestamp
@@ -184,13 +187,19 @@ def fold(events: Any, state: ContractState | None = None) -> ContractState | Non
     return state
 
 
-def apply(state: ContractState | None, event: RecordedEvent) -> ContractState:
-    """The state after ``event``. Unknown event types only advance the bookkeeping."""
+def apply(
+    state: ContractState | None, event: RecordedEvent, stamp: str | None = None
+) -> ContractState:
+    """The state after ``event``. Unknown event types only advance the bookkeeping.
+
+    ``stamp``: the event's ``recorded_at`` as ISO text, when the caller read it so.
+    """
     if state is None:
         fields = _initial(external_id_of(event.stream) or event.stream)
     else:
         fields = state.__dict__.copy()  # the one copy: the fold then works in place
-    stamp = _timestamp(event.recorded_at)
+    if stamp is None:
+        stamp = _timestamp(event.recorded_at)
     fields["version"] = event.version
     fields["last_position"] = event.position
     fields["updated_at"] = fields["last_heard_at"] = stamp
@@ -206,7 +215,9 @@ class StreamFold:
     The fast way to the final states of many contracts (a rebuild): one mutable set of
     fields per contract, changed in place, made a ``ContractState`` once its stream ends.
     Each contract's state depends only on its own stream, so it equals the state folded
-    in log order with ``apply``.
+    in log order with ``apply``. Rows come with their payloads as JSON text
+    (``read_streams(decoded=False)``): a row's data is decoded only if its type changes
+    the state, its metadata only if the change reads it, and each just before use.
     """
 
     __slots__ = ("_fields", "_stream")
@@ -219,6 +230,8 @@ class StreamFold:
         """Fold ``rows``; returns the states of the streams that ended before the last row."""
         done: list[ContractState] = []
         handlers = _APPLY
+        reads_metadata = _READS_METADATA
+        loads = orjson.loads
         stream = self._stream
         fields = self._fields if self._fields is not None else _DEFAULTS
         for position, row_stream, version, type_, data, metadata, stamp in rows:
@@ -232,7 +245,8 @@ class StreamFold:
             fields["updated_at"] = fields["last_heard_at"] = stamp
             handler = handlers.get(type_)
             if handler is not None:
-                handler(fields, data, metadata)
+                meta = loads(metadata) if type_ in reads_metadata else _NO_METADATA
+                handler(fields, loads(data), meta)
         if stream is not None:
             self._stream, self._fields = stream, fields
         return done
@@ -437,6 +451,7 @@ _APPLY: dict[str, _Fold] = {
     EventType.SINK_GAVE_UP: _sink_gave_up,
     EventType.RETRY_REQUESTED: _retry,
 }
-# The types whose data the fold reads; other events only advance the bookkeeping.
-FOLDED_TYPES = frozenset(_APPLY)
+# The types whose handler reads the event's metadata (the others get an empty mapping).
+_READS_METADATA = frozenset({EventType.CONTRACT_REQUESTED})
+_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 _DEFAULTS.update(ContractState(external_id="").__dict__)

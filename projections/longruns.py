@@ -1,10 +1,11 @@
-"""Long folds (a rebuild, a whole-log replay) with the cyclic garbage collector kept quiet.
+"""Helpers of long folds: a rebuild, a whole-log replay, a projection catching up.
 
-A fold allocates millions of short-lived objects that reference counting frees at once;
-the cyclic collector still walks the young ones on every few hundred allocations, which
-costs a whole-log replay nearly half its time. These folds make no reference cycles, so
-the collector is paused while they run and a collection is made every ``every`` events
-instead (what cycles the async machinery makes are still freed, so memory stays flat).
+``rare_gc`` keeps the cyclic garbage collector quiet. A fold allocates millions of
+short-lived objects that reference counting frees at once; the cyclic collector still
+walks the young ones on every few hundred allocations, which costs a whole-log replay
+nearly half its time. These folds make no reference cycles, so the collector is paused
+while they run and a collection is made every ``every`` events instead (what cycles the
+async machinery makes are still freed, so memory stays flat).
 """
 
 from __future__ import annotations
@@ -36,3 +37,15 @@ def rare_gc(every: int = 200_000) -> Iterator[RareCollector]:
     finally:
         if enabled:
             gc.enable()
+
+
+@contextmanager
+def one_failure() -> Iterator[None]:
+    """Around a task group of pipeline stages: when one stage fails (and the others are
+    cancelled), raise its own error, not a group of one, so callers see the store's error."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

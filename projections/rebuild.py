@@ -24,11 +24,12 @@ from typing import Any
 
 import anyio
 import anyio.to_process
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from eventstore import Document, DocumentWrite, EventStore, open_store
-from projections.contract import FOLDED_TYPES, StreamFold
+from projections.contract import StreamFold
 from projections.events import CONTRACT_STREAM_PREFIX
-from projections.longruns import rare_gc
+from projections.longruns import one_failure, rare_gc
 from projections.runner import LIVE, SHADOW, Tables, state_writes
 
 MAX_REPORTED = 100
@@ -41,6 +42,9 @@ RANGES_PER_WORKER = 8
 # Contracts whose rows are written together. Fewer than a short log's range holds, so a
 # worker's peak (the rows waiting to be written) does not grow with the log.
 BATCH_CONTRACTS = 250
+# Events read at a time: a small page's rows stay in the CPU's caches while they are
+# folded (measured about a tenth faster than pages of 2000).
+PAGE_EVENTS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,38 +164,51 @@ async def fold_range(
     until: int,
     batch_size: int = BATCH_CONTRACTS,
     on_events: Callable[[int], None] | None = None,
+    page_size: int = PAGE_EVENTS,
 ) -> int:
     """Fold the contract streams from ``start`` to ``stop`` and write their rows, a batch
     of about ``batch_size`` contracts at a time (checkpoint 0); returns the events folded."""
     fold = StreamFold()
     writes: list[DocumentWrite] = []
     contracts = events = 0
-    with rare_gc() as collector:
-        pages = store.read_streams(
-            CONTRACT_STREAM_PREFIX,
-            start=start,
-            stop=stop,
-            until_position=until,
-            decode=FOLDED_TYPES,
-            page_size=2000,
-        )
-        async for page in pages:
-            states = fold.feed(page)
-            for state in states:
+    # A batch is written while the next one is folded: the fold does not wait on the disk.
+    send, batches = anyio.create_memory_object_stream[list[DocumentWrite]]()
+    with rare_gc() as collector, one_failure():
+        async with anyio.create_task_group() as tg, send:
+            tg.start_soon(_write_batches, store, tables.name, batches)
+            pages = store.read_streams(
+                CONTRACT_STREAM_PREFIX,
+                start=start,
+                stop=stop,
+                until_position=until,
+                decoded=False,
+                page_size=page_size,
+            )
+            async for page in pages:
+                states = fold.feed(page)
+                for state in states:
+                    writes.extend(state_writes(tables, state.external_id, None, state))
+                contracts += len(states)
+                events += len(page)
+                collector.tick(len(page))
+                if contracts >= batch_size:
+                    await send.send(writes)
+                    writes, contracts = [], 0
+                if on_events is not None:
+                    on_events(len(page))
+            for state in fold.finish():
                 writes.extend(state_writes(tables, state.external_id, None, state))
-            contracts += len(states)
-            events += len(page)
-            collector.tick(len(page))
-            if contracts >= batch_size:
-                await store.commit_projection(tables.name, 0, writes)
-                writes, contracts = [], 0
-            if on_events is not None:
-                on_events(len(page))
-        for state in fold.finish():
-            writes.extend(state_writes(tables, state.external_id, None, state))
-        if writes:
-            await store.commit_projection(tables.name, 0, writes)
+            if writes:
+                await send.send(writes)
     return events
+
+
+async def _write_batches(
+    store: EventStore, name: str, batches: MemoryObjectReceiveStream[list[DocumentWrite]]
+) -> None:
+    async with batches:
+        async for writes in batches:
+            await store.commit_projection(name, 0, writes)
 
 
 def fold_range_in_worker(

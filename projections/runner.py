@@ -31,6 +31,7 @@ from anyio.abc import TaskStatus
 from eventstore import DocumentWrite, EventStore, RecordedEvent
 from projections.contract import ContractState, apply
 from projections.events import external_id_of
+from projections.longruns import one_failure
 
 PROJECTION = "contracts"
 CONTRACTS = "contracts"
@@ -208,7 +209,7 @@ async def catch_up(
                 if on_batch is not None:
                     on_batch(position)
 
-    try:
+    with one_failure():
         async with anyio.create_task_group() as tg:
             tg.start_soon(read)
             tg.start_soon(save)
@@ -217,11 +218,6 @@ async def catch_up(
                     folded = await projection.fold(page)
                     if folded is not None:
                         await saves_in.send(folded)
-    except BaseExceptionGroup as group:
-        # One stage failed (the others were cancelled): callers see the store's own error.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
     return position
 
 
