@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -40,9 +40,13 @@ class NewEvent:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    """An event as stored: its gap-free global ``position`` and its ``version`` in the stream."""
+class RecordedEvent(NamedTuple):
+    """An event as stored: its gap-free global ``position`` and its ``version`` in the stream.
+
+    A named tuple, not a frozen dataclass: a long read builds millions, and a tuple is
+    made in one step where a frozen dataclass sets each field through ``object.__setattr__``
+    (a tenth of a whole-log replay went to that).
+    """
 
     position: int
     stream: str
@@ -124,7 +128,7 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(text)  # takes the "Z" since Python 3.11
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
