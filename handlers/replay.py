@@ -35,6 +35,7 @@ from typing import Protocol
 
 import anyio
 import anyio.to_thread
+import orjson
 
 from eventstore import EventStore, StreamRow, open_store
 from eventstore.envelope import RecordedEvent, parse_timestamp
@@ -168,19 +169,35 @@ def compare(step: Step, final: ContractState | None, *, sink_configured: bool) -
 @dataclass(slots=True)
 class _Contract:
     state: ContractState | None
+    # Steps are made for the events that call for commands or that the log shows
+    # commands ran for: most events do neither. ``seen`` keeps the others by event id,
+    # in case an outcome recorded later names one of them as its trigger.
     steps: list[Step] = field(default_factory=list)
     by_id: dict[str, Step] = field(default_factory=dict)
+    seen: dict[str, RecordedEvent] = field(default_factory=dict)
     at_until: ContractState | None = None
     sink_ran: bool = False
+
+    def trigger(self, event_id: str) -> Step | None:
+        """The step of the event ``event_id``, made now if it had none."""
+        step = self.by_id.get(event_id)
+        if step is None:
+            event = self.seen.pop(event_id, None)
+            if event is None:
+                return None
+            step = self.by_id[event_id] = Step(event, [])
+            self.steps.append(step)
+        return step
 
 
 class Replayer:
     """Feeds events in log order; yields each contract's ``ContractReplay`` once it is done.
 
     ``keep_steps``: keep every step (a single contract's detailed view), not only the
-    ones with differences (a whole log's summary). ``until``: stop deciding after this
-    position (the log after it still counts as what was recorded) — with
-    ``until_time``, the same for ``recorded_at``.
+    ones with differences (a whole log's summary). ``keep_states``: give each contract's
+    state at the end (or at ``until``); without, ``state`` is None. ``until``: stop
+    deciding after this position (the log after it still counts as what was recorded) —
+    with ``until_time``, the same for ``recorded_at``.
     """
 
     def __init__(
@@ -189,6 +206,7 @@ class Replayer:
         *,
         decide_fn: Decide = decide,
         keep_steps: bool = False,
+        keep_states: bool = True,
         until: int | None = None,
         until_time: datetime | None = None,
         max_contracts: int = 10_000,
@@ -196,6 +214,7 @@ class Replayer:
         self.source = source
         self.decide = decide_fn
         self.keep_steps = keep_steps
+        self.keep_states = keep_states
         self.until = until
         self.until_time = until_time
         self.max_contracts = max_contracts
@@ -208,7 +227,7 @@ class Replayer:
         contract = self._contracts.get(event.stream)
         if contract is not None:
             self._contracts.move_to_end(event.stream)
-            self._step(contract, event)
+            self._step(contract, event, None)
             return ()
         if external_id_of(event.stream) is None:
             return ()
@@ -217,7 +236,7 @@ class Replayer:
             history = await self.source.read_stream(event.stream)
             state = fold(history[: event.version - 1])
         contract = self._contracts[event.stream] = _Contract(state)
-        self._step(contract, event)
+        self._step(contract, event, None)
         if len(self._contracts) > self.max_contracts:
             stream, oldest = self._contracts.popitem(last=False)
             return (self._finish(stream, oldest),)
@@ -230,11 +249,13 @@ class Replayer:
             yield self._finish(stream, contract)
 
     def feed_streams(self, rows: Sequence[StreamRow]) -> list[ContractReplay]:
-        """Take rows of whole streams, stream after stream (``read_streams``); returns the
+        """Take rows of whole streams, stream after stream, payloads as JSON text
+        (``read_streams(decoded=False)``: each row decoded as it is replayed); returns the
         replays of the contracts whose streams ended before the last row. One contract is
         open at a time, so its steps keep their events whole."""
         done: list[ContractReplay] = []
         contracts = self._contracts
+        loads = orjson.loads
         for position, stream, version, type_, data, metadata, stamp in rows:
             contract = contracts.get(stream)
             if contract is None:
@@ -242,34 +263,45 @@ class Replayer:
                 contract = contracts[stream] = _Contract(None)
             self.events += 1
             event = RecordedEvent(
-                position, stream, version, type_, data, metadata, parse_timestamp(stamp)
+                position,
+                stream,
+                version,
+                type_,
+                loads(data),
+                loads(metadata),
+                parse_timestamp(stamp),
             )
-            self._step(contract, event, slim=False)
+            self._step(contract, event, stamp, slim=False)
         return done
 
-    def _step(self, contract: _Contract, event: RecordedEvent, *, slim: bool = True) -> None:
+    def _step(
+        self, contract: _Contract, event: RecordedEvent, stamp: str | None, *, slim: bool = True
+    ) -> None:
         if event.type in _SINK and not event.data.get("skipped"):
             contract.sink_ran = True
         name = recorded_command(event)
         if name is not None:
-            trigger = contract.by_id.get(str(event.causation_id))
+            trigger = contract.trigger(str(event.causation_id))
             if trigger is not None and name not in trigger.recorded:
                 trigger.recorded.append(name)
-        after = apply(contract.state, event)
+        before = contract.state
+        after = contract.state = apply(before, event, stamp)
         if self._past_until(event):
-            contract.state = after
             return
+        contract.at_until = after
         if self.decide is decide:
-            commands = decide(contract.state, event, after)  # the fold done once, not twice
+            commands = decide(before, event, after)  # the fold done once, not twice
         else:
-            commands = self.decide(contract.state, event)
+            commands = self.decide(before, event)
         # A whole log in log order keeps only the envelope's bookkeeping: the data is read
         # again for the few contracts that differ (replay_log), so memory does not hold
         # payloads. Stream after stream, one contract is held at a time: nothing to slim.
-        step = Step(_slim(event) if slim and not self.keep_steps else event, commands)
-        contract.steps.append(step)
-        contract.by_id[event.event_id] = step
-        contract.state = contract.at_until = after
+        kept = _slim(event) if slim and not self.keep_steps else event
+        if commands or self.keep_steps:
+            step = contract.by_id[kept.event_id] = Step(kept, commands)
+            contract.steps.append(step)
+        else:
+            contract.seen[kept.event_id] = kept
 
     def _past_until(self, event: RecordedEvent) -> bool:
         if self.until is not None and event.position > self.until:
@@ -280,11 +312,12 @@ class Replayer:
         # A daemon without a sink records nothing for most milestones ("synced" only, as
         # skipped): a missing notice is a difference only where a sink was seen at work.
         kept: list[Step] = []
-        for step in contract.steps:
+        for step in sorted(contract.steps, key=_position):
             compare(step, contract.state, sink_configured=contract.sink_ran)
             if self.keep_steps or step.differences:
                 kept.append(step)
-        return ContractReplay(external_id_of(stream) or stream, kept, contract.at_until)
+        state = contract.at_until if self.keep_states else None
+        return ContractReplay(external_id_of(stream) or stream, kept, state)
 
 
 async def replay_stream(
@@ -312,11 +345,15 @@ async def replay_log(
     *,
     decide_fn: Decide = decide,
     until: int | None = None,
-    page_size: int = 2000,
+    page_size: int = 500,
     max_contracts: int = 2_000,
     workers: int | None = None,
+    states: bool = True,
 ) -> AsyncIterator[ContractReplay]:
-    """Every contract of the log; yields each one's replay (only steps with differences).
+    """Every contract of the log; yields each one's replay (only steps with differences)
+    and, unless ``states`` is False, its state at the end (worker processes then send
+    back only what a summary of the log shows: each state costs as much to pass back as
+    a tenth of its replay).
 
     From an event store, contract by contract in the store's order of stream names, each
     as ``replay_stream`` replays it (with ``until``, from the events up to it only: what
@@ -331,14 +368,23 @@ async def replay_log(
             long_log = last >= PARALLEL_FROM and decide_fn is decide
             workers = default_workers() if long_log else 0
         if workers > 1 and source.url is not None:
-            ranges = _replay_in_workers(source, source.url, decide_fn, until, page_size, workers)
+            job = _Job(source.url, decide_fn, until, page_size, states)
+            ranges = _replay_in_workers(source, job, workers)
         else:
-            ranges = replay_streams(source, decide_fn=decide_fn, until=until, page_size=page_size)
+            ranges = replay_streams(
+                source, decide_fn=decide_fn, until=until, page_size=page_size, states=states
+            )
         async with aclosing(ranges):  # a caller that stops early stops the workers too
             async for replay in ranges:
                 yield replay
         return
-    replayer = Replayer(source, decide_fn=decide_fn, until=until, max_contracts=max_contracts)
+    replayer = Replayer(
+        source,
+        decide_fn=decide_fn,
+        keep_states=states,
+        until=until,
+        max_contracts=max_contracts,
+    )
     with rare_gc() as collector:
         async for event in source.read_all(until_position=until, page_size=page_size):
             collector.tick()
@@ -356,15 +402,17 @@ async def replay_streams(
     start: str | None = None,
     stop: str | None = None,
     page_size: int = 2000,
+    states: bool = True,
 ) -> AsyncGenerator[ContractReplay, None]:
     """The contracts whose streams are named from ``start`` to ``stop``, one after the other."""
-    replayer = Replayer(store, decide_fn=decide_fn, until=until)
+    replayer = Replayer(store, decide_fn=decide_fn, keep_states=states, until=until)
     with rare_gc() as collector:
         pages = store.read_streams(
             CONTRACT_STREAM_PREFIX,
             start=start,
             stop=stop,
             until_position=until,
+            decoded=False,
             page_size=page_size,
         )
         async for page in pages:
@@ -375,14 +423,25 @@ async def replay_streams(
         yield done
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What every worker is told, besides its name range."""
+
+    url: str
+    decide_fn: Decide
+    until: int | None
+    page_size: int
+    states: bool
+
+
 async def _replay_in_workers(
-    store: EventStore, url: str, decide_fn: Decide, until: int | None, page_size: int, workers: int
+    store: EventStore, job: _Job, workers: int
 ) -> AsyncGenerator[ContractReplay, None]:
     # Name ranges of about RANGE_EVENTS events, replayed by a pool of processes while
     # their replays are yielded in name order. The pool's futures outlive each yield, as
     # no task group may (a caller can stop iterating at any yield); a range's replays wait
     # for their turn, so at most ``workers`` + 1 ranges' worth is held, however long the log.
-    last = await store.last_position() if until is None else until
+    last = await store.last_position() if job.until is None else job.until
     parts = max(workers * 2, last // RANGE_EVENTS)
     bounds = await store.split_streams(CONTRACT_STREAM_PREFIX, parts)
     context = multiprocessing.get_context("spawn")  # no fork of a process with threads
@@ -390,8 +449,7 @@ async def _replay_in_workers(
     try:
         pending: deque[Future[list[ContractReplay]]] = deque()
         for start, stop in itertools.pairwise([None, *bounds, None]):
-            job = (url, decide_fn, until, start, stop, page_size)
-            pending.append(pool.submit(replay_range_in_worker, *job))
+            pending.append(pool.submit(replay_range_in_worker, job, start, stop))
             if len(pending) > workers:
                 for replay in await _result(pending.popleft()):
                     yield replay
@@ -407,24 +465,20 @@ async def _result(future: Future[list[ContractReplay]]) -> list[ContractReplay]:
 
 
 def replay_range_in_worker(
-    url: str,
-    decide_fn: Decide,
-    until: int | None,
-    start: str | None,
-    stop: str | None,
-    page_size: int,
+    job: _Job, start: str | None, stop: str | None
 ) -> list[ContractReplay]:
     """``replay_streams`` in a worker process, on a store of its own."""
 
     async def run() -> list[ContractReplay]:
-        async with await open_store(url) as store:
+        async with await open_store(job.url) as store:
             replays = replay_streams(
                 store,
-                decide_fn=decide_fn,
-                until=until,
+                decide_fn=job.decide_fn,
+                until=job.until,
                 start=start,
                 stop=stop,
-                page_size=page_size,
+                page_size=job.page_size,
+                states=job.states,
             )
             return [replay async for replay in replays]
 
@@ -437,6 +491,10 @@ async def _with_payloads(source: EventSource, replay: ContractReplay) -> Contrac
         for step in replay.steps:
             step.event = events.get(step.event.position, step.event)
     return replay
+
+
+def _position(step: Step) -> int:
+    return step.event.position
 
 
 def _slim(event: RecordedEvent) -> RecordedEvent:

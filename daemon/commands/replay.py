@@ -110,7 +110,7 @@ async def _show(source: EventSource, args: argparse.Namespace, at: datetime | No
 
 async def _show_log(source: EventSource, until: int | None, out: _Output) -> int:
     contracts = differences = 0
-    async for replay in replay_log(source, until=until):
+    async for replay in replay_log(source, until=until, states=False):
         contracts += 1
         if replay.difference_count:
             differences += replay.difference_count

@@ -36,3 +36,17 @@ async def test_worker_processes_replay_the_log_as_this_process_does(tmp_path: Pa
     assert spread == here
     assert len(here) > 100
     assert sum(len(steps) for _, steps, _ in here) > 10
+
+
+async def test_a_summary_of_the_log_leaves_the_states_behind(tmp_path: Path) -> None:
+    """states=False (what ``spotsync replay`` of a whole log asks): the same contracts and
+    differences, from worker processes too, without each contract's state."""
+    async with await open_store(str(tmp_path / "spotsync.db")) as store:
+        await fill(store, 2000, whole=True)
+        full = [_summary(r) async for r in replay_log(store, decide_fn=no_send, workers=0)]
+        bare = [
+            _summary(r)
+            async for r in replay_log(store, decide_fn=no_send, workers=2, states=False)
+        ]
+    assert all(state is not None for _, _, state in full)
+    assert bare == [(external_id, steps, None) for external_id, steps, _ in full]
