@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
@@ -91,7 +92,6 @@ async def rebuild(
     if workers is None:
         workers = default_workers() if last >= PARALLEL_FROM else 0
     target = SHADOW if verify else LIVE
-    await store.drop_projection(target.name, target.collections)
     await fold_streams(store, target, last, workers, batch_size, on_progress)
     await store.commit_projection(target.name, last, [])
     if verify:
@@ -117,8 +117,10 @@ async def fold_streams(
     batch_size: int = BATCH_CONTRACTS,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Fold every contract stream up to position ``until`` into ``tables`` (checkpoint 0)."""
+    """Drop ``tables``, then fold every contract stream up to position ``until`` into them
+    (checkpoint 0). Worker processes start while the old rows are deleted."""
     if workers <= 1 or store.url is None:
+        await store.drop_projection(tables.name, tables.collections)
         done = 0
 
         def advance(events: int) -> None:
@@ -130,9 +132,13 @@ async def fold_streams(
         await fold_range(store, tables, None, None, until, batch_size, advance)
         return
     url = store.url
-    bounds = await store.split_streams(CONTRACT_STREAM_PREFIX, workers * RANGES_PER_WORKER)
-    edges: list[str | None] = [None, *bounds, None]
     limiter = anyio.CapacityLimiter(workers)
+    async with anyio.create_task_group() as tg:
+        for _ in range(workers):
+            tg.start_soon(partial(anyio.to_process.run_sync, _started, limiter=limiter))
+        await store.drop_projection(tables.name, tables.collections)
+        bounds = await store.split_streams(CONTRACT_STREAM_PREFIX, workers * RANGES_PER_WORKER)
+    edges: list[str | None] = [None, *bounds, None]
     done = 0
 
     async def fold_one(start: str | None, stop: str | None) -> None:
@@ -209,6 +215,10 @@ async def _write_batches(
     async with batches:
         async for writes in batches:
             await store.commit_projection(name, 0, writes)
+
+
+def _started() -> None:
+    """Nothing: a worker process imports this module to run it, so it is ready to fold."""
 
 
 def fold_range_in_worker(
