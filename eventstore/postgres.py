@@ -151,12 +151,12 @@ class PostgresEventStore(EventStore):
         position = max(from_position, 1)
         until = _NO_LIMIT if until_position is None else until_position
         while position <= until:
-            page = _decode_rows(await self._fetch(Q["read_all"], position, until, page_size))
-            for event in page:
-                yield event
-            if len(page) < page_size:
+            rows = await self._fetch(Q["read_all"], position, until, page_size)
+            for row in rows:  # decoded as taken, as SQLite's read_all does
+                yield _decode_row(row)
+            if len(rows) < page_size:
                 return
-            position = page[-1].position + 1
+            position = rows[-1][0] + 1
 
     async def read_streams(
         self,
@@ -312,15 +312,21 @@ async def _migrate(conn: Any) -> None:
 
 
 def _decode_rows(rows: Sequence[Sequence[Any]]) -> list[RecordedEvent]:
-    loads = orjson.loads
-    return [
-        RecordedEvent(
-            position, stream, version, type_, loads(data), loads(meta),
-            # A row planned earlier in the same batch carries its time as text.
-            at if isinstance(at, datetime) else parse_timestamp(at),
-        )
-        for position, stream, version, type_, data, meta, at in (row[:7] for row in rows)
-    ]
+    return [_decode_row(row) for row in rows]
+
+
+def _decode_row(row: Sequence[Any]) -> RecordedEvent:
+    position, stream, version, type_, data, meta, at = row[:7]
+    return RecordedEvent(
+        position,
+        stream,
+        version,
+        type_,
+        orjson.loads(data),
+        orjson.loads(meta),
+        # A row planned earlier in the same batch carries its time as text.
+        at if isinstance(at, datetime) else parse_timestamp(at),
+    )
 
 
 # A JSON \u0000 escape, not one whose backslash is itself escaped ("\\u0000" is text).

@@ -189,13 +189,16 @@ def max_position(db: sqlite3.Connection) -> int:
 
 
 def decode_rows(rows: Sequence[Any]) -> list[RecordedEvent]:
-    loads, timestamp = orjson.loads, _timestamp
-    return [
-        RecordedEvent(
-            row[0], row[1], row[2], row[3], loads(row[4]), loads(row[5]), timestamp(row[6])
-        )
-        for row in rows
-    ]
+    return [decode_row(row) for row in rows]
+
+
+def decode_row(row: Sequence[Any]) -> RecordedEvent:
+    """An event from its row as stored (position, stream, version, type, data, metadata,
+    recorded_at)."""
+    loads = orjson.loads
+    return RecordedEvent(
+        row[0], row[1], row[2], row[3], loads(row[4]), loads(row[5]), _timestamp(row[6])
+    )
 
 
 @functools.lru_cache(maxsize=4096)
