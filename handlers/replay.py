@@ -43,7 +43,7 @@ from handlers.decisions import Command, NotifySink, decide, refine
 from projections.contract import ContractState, apply, fold
 from projections.events import CONTRACT_STREAM_PREFIX, EventType, external_id_of
 from projections.longruns import rare_gc
-from projections.rebuild import default_workers
+from projections.rebuild import PAGE_EVENTS, default_workers
 
 Decide = Callable[[ContractState | None, RecordedEvent], list[Command]]
 
@@ -345,7 +345,7 @@ async def replay_log(
     *,
     decide_fn: Decide = decide,
     until: int | None = None,
-    page_size: int = 500,
+    page_size: int = PAGE_EVENTS,
     max_contracts: int = 2_000,
     workers: int | None = None,
     states: bool = True,
@@ -401,7 +401,7 @@ async def replay_streams(
     until: int | None = None,
     start: str | None = None,
     stop: str | None = None,
-    page_size: int = 2000,
+    page_size: int = PAGE_EVENTS,
     states: bool = True,
 ) -> AsyncGenerator[ContractReplay, None]:
     """The contracts whose streams are named from ``start`` to ``stop``, one after the other."""
@@ -498,12 +498,4 @@ def _position(step: Step) -> int:
 
 
 def _slim(event: RecordedEvent) -> RecordedEvent:
-    return RecordedEvent(
-        event.position,
-        event.stream,
-        event.version,
-        event.type,
-        {},
-        event.metadata,
-        event.recorded_at,
-    )
+    return event._replace(data={})
