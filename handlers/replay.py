@@ -176,6 +176,7 @@ class _Contract:
     by_id: dict[str, Step] = field(default_factory=dict)
     seen: dict[str, RecordedEvent] = field(default_factory=dict)
     at_until: ContractState | None = None
+    began: bool = False  # an event of it is at or before ``until``: it existed by then
     sink_ran: bool = False
 
     def trigger(self, event_id: str) -> Step | None:
@@ -196,8 +197,10 @@ class Replayer:
     ``keep_steps``: keep every step (a single contract's detailed view), not only the
     ones with differences (a whole log's summary). ``keep_states``: give each contract's
     state at the end (or at ``until``); without, ``state`` is None. ``until``: stop
-    deciding after this position (the log after it still counts as what was recorded) —
-    with ``until_time``, the same for ``recorded_at``.
+    deciding after this position (the log after it still counts as what was recorded, so
+    a command decided by then and run later is no difference) — with ``until_time``, the
+    same for ``recorded_at``. A whole log's summary leaves out the contracts that began
+    after it.
     """
 
     def __init__(
@@ -238,15 +241,16 @@ class Replayer:
         contract = self._contracts[event.stream] = _Contract(state)
         self._step(contract, event, None)
         if len(self._contracts) > self.max_contracts:
-            stream, oldest = self._contracts.popitem(last=False)
-            return (self._finish(stream, oldest),)
+            replay = self._finish(*self._contracts.popitem(last=False))
+            return () if replay is None else (replay,)
         return ()
 
     def finish(self) -> Iterator[ContractReplay]:
         """Every contract still open, at the end of the log."""
         while self._contracts:
-            stream, contract = self._contracts.popitem(last=False)
-            yield self._finish(stream, contract)
+            replay = self._finish(*self._contracts.popitem(last=False))
+            if replay is not None:
+                yield replay
 
     def feed_streams(self, rows: Sequence[StreamRow]) -> list[ContractReplay]:
         """Take rows of whole streams, stream after stream, payloads as JSON text
@@ -288,6 +292,7 @@ class Replayer:
         after = contract.state = apply(before, event, stamp)
         if self._past_until(event):
             return
+        contract.began = True
         contract.at_until = after
         if self.decide is decide:
             commands = decide(before, event, after)  # the fold done once, not twice
@@ -308,7 +313,9 @@ class Replayer:
             return True
         return self.until_time is not None and event.recorded_at > self.until_time
 
-    def _finish(self, stream: str, contract: _Contract) -> ContractReplay:
+    def _finish(self, stream: str, contract: _Contract) -> ContractReplay | None:
+        if not contract.began and not self.keep_steps:
+            return None  # not there yet at ``until``
         # A daemon without a sink records nothing for most milestones ("synced" only, as
         # skipped): a missing notice is a difference only where a sink was seen at work.
         kept: list[Step] = []
@@ -337,7 +344,7 @@ async def replay_stream(
     )
     for event in events:
         await replayer.feed(event)
-    return next(replayer.finish())
+    return next(replayer.finish())  # kept even if it began after ``until``: it was asked for
 
 
 async def replay_log(
@@ -355,17 +362,17 @@ async def replay_log(
     back only what a summary of the log shows: each state costs as much to pass back as
     a tenth of its replay).
 
-    From an event store, contract by contract in the store's order of stream names, each
-    as ``replay_stream`` replays it (with ``until``, from the events up to it only: what
-    was recorded later does not count here). ``workers``: processes that replay name
+    Each contract is replayed as ``replay_stream`` replays it, ``until`` included: the
+    decisions stop there, the outcomes recorded later still count, and the contracts that
+    began later are left out. From an event store, contract by contract in the store's
+    order of stream names. ``workers``: processes that replay name
     ranges side by side (default: one per core up to four, for a long log in a store other
     processes can open, with the handlers' own ``decide``; 0 or 1: this process). From
     another source, in the order contracts leave the LRU of ``max_contracts``.
     """
     if isinstance(source, EventStore):
         if workers is None:
-            last = await source.last_position() if until is None else until
-            long_log = last >= PARALLEL_FROM and decide_fn is decide
+            long_log = await source.last_position() >= PARALLEL_FROM and decide_fn is decide
             workers = default_workers() if long_log else 0
         if workers > 1 and source.url is not None:
             job = _Job(source.url, decide_fn, until, page_size, states)
@@ -386,7 +393,7 @@ async def replay_log(
         max_contracts=max_contracts,
     )
     with rare_gc() as collector:
-        async for event in source.read_all(until_position=until, page_size=page_size):
+        async for event in source.read_all(page_size=page_size):
             collector.tick()
             for done in await replayer.feed(event):
                 yield await _with_payloads(source, done)
@@ -411,7 +418,6 @@ async def replay_streams(
             CONTRACT_STREAM_PREFIX,
             start=start,
             stop=stop,
-            until_position=until,
             decoded=False,
             page_size=page_size,
         )
@@ -441,8 +447,7 @@ async def _replay_in_workers(
     # their replays are yielded in name order. The pool's futures outlive each yield, as
     # no task group may (a caller can stop iterating at any yield); a range's replays wait
     # for their turn, so at most ``workers`` + 1 ranges' worth is held, however long the log.
-    last = await store.last_position() if job.until is None else job.until
-    parts = max(workers * 2, last // RANGE_EVENTS)
+    parts = max(workers * 2, await store.last_position() // RANGE_EVENTS)
     bounds = await store.split_streams(CONTRACT_STREAM_PREFIX, parts)
     context = multiprocessing.get_context("spawn")  # no fork of a process with threads
     pool = ProcessPoolExecutor(workers, mp_context=context)
