@@ -1,28 +1,40 @@
 """`spotsync import`: load a JSONL event log (as written by export) into the store.
 
 Streams, versions, payloads and event ids are kept; each event gets a new position and
-``recorded_at`` in this store. Appending with the original event ids makes a repeated
-import a no-op, and appending with the original versions refuses to renumber a stream.
+``recorded_at`` in this store, in the file's order. Appending with the original event ids
+makes a repeated import a no-op, and appending with the original versions refuses to
+renumber a stream.
+
+An exported log interleaves its contracts, so most appends are of an event or two. They
+are made many at a time, so that the store commits them together (group commit) instead
+of paying a transaction each; started in file order, they are placed in file order. The
+first refused append stops the import: what was committed before it stays, and importing
+again with ``--force`` skips it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import orjson
 
 from daemon.cli import CommandError
 from daemon.commands.export import is_url
 from daemon.config import load_settings
-from eventstore import ConcurrencyError, EventStoreError, RecordedEvent, open_store
+from eventstore import ConcurrencyError, EventStore, EventStoreError, RecordedEvent, open_store
+from projections.longruns import one_failure
 
 HELP = "load a JSONL event log into the store"
 
 _GROUP = 500  # consecutive events of one stream appended (atomically) together
+_IN_FLIGHT = 256  # appends waiting for the store at once
+_READ_BYTES = 1 << 20  # lines read from the file at a time, off the event loop
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _import(database: str, source: Path, force: bool) -> tuple[int, int]:
-    added = skipped = 0
     async with await open_store(database) as store:
         present = await store.last_position()
         if present and not force:
@@ -62,45 +73,79 @@ async def _import(database: str, source: Path, force: bool) -> tuple[int, int]:
                 f"the store already holds {present} events; import into an empty store, "
                 "or pass --force to add to it"
             )
-        async for group in _groups(source):
-            first = group[0]
-            try:
-                result = await store.append(
-                    first.stream,
-                    [event.as_new_event() for event in group],
-                    expected_version=first.version - 1,
-                )
-            except ConcurrencyError as exc:
-                raise CommandError(
+        importer = _Importer(store)
+        with one_failure():  # a broken line: its own error, not a group of one
+            async with anyio.create_task_group() as tg, aclosing(_groups(source)) as groups:
+                async for group in groups:
+                    await importer.room.acquire()
+                    tg.start_soon(importer.append, group, tg.cancel_scope)
+        if importer.failure is not None:
+            raise importer.failure
+        return importer.added, importer.skipped
+
+
+class _Importer:
+    """Appends groups of events, up to ``_IN_FLIGHT`` at a time; the first refusal
+    cancels the rest (an append cancelled while it waits never reaches the store)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.room = anyio.Semaphore(_IN_FLIGHT)
+        self.added = self.skipped = 0
+        self.failure: Exception | None = None
+
+    async def append(self, group: list[RecordedEvent], scope: anyio.CancelScope) -> None:
+        first = group[0]
+        try:
+            result = await self.store.append(
+                first.stream,
+                [event.as_new_event() for event in group],
+                expected_version=first.version - 1,
+            )
+        except ConcurrencyError as exc:
+            self._fail(
+                CommandError(
                     f"stream {first.stream!r} is at version {exc.actual} in the store, but the "
                     f"file continues it at version {first.version}; it holds other events"
-                ) from exc
+                ),
+                scope,
+            )
+        except EventStoreError as exc:
+            self._fail(exc, scope)
+        else:
             if result.duplicate:
-                skipped += len(group)
+                self.skipped += len(group)
             else:
-                added += len(group)
-    return added, skipped
+                self.added += len(group)
+        finally:
+            self.room.release()
+
+    def _fail(self, error: Exception, scope: anyio.CancelScope) -> None:
+        if self.failure is None:
+            self.failure = error
+            scope.cancel()
 
 
-async def _groups(source: Path) -> AsyncIterator[list[RecordedEvent]]:
-    """Runs of consecutive versions of one stream, read line by line."""
+async def _groups(source: Path) -> AsyncGenerator[list[RecordedEvent], None]:
+    """Runs of consecutive versions of one stream, the file read a megabyte at a time."""
     group: list[RecordedEvent] = []
-    async with await anyio.open_file(source, "rb") as lines:
+    with source.open("rb") as file:
         number = 0
-        async for line in lines:
-            number += 1
-            if not line.strip():
-                continue
-            event = _parse(line, source, number)
-            last = group[-1] if group else None
-            if last is not None and (
-                event.stream != last.stream
-                or event.version != last.version + 1
-                or len(group) >= _GROUP
-            ):
-                yield group
-                group = []
-            group.append(event)
+        while lines := await anyio.to_thread.run_sync(file.readlines, _READ_BYTES):
+            for line in lines:
+                number += 1
+                if not line.strip():
+                    continue
+                event = _parse(line, source, number)
+                last = group[-1] if group else None
+                if last is not None and (
+                    event.stream != last.stream
+                    or event.version != last.version + 1
+                    or len(group) >= _GROUP
+                ):
+                    yield group
+                    group = []
+                group.append(event)
     if group:
         yield group
 

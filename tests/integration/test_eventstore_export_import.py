@@ -123,6 +123,33 @@ def test_import_names_the_broken_line(
     assert f"{dump}:2: not an event envelope" in capsys.readouterr().err
 
 
+def test_import_stops_at_a_stream_the_store_holds_otherwise(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A stream the store already holds with other events stops a forced import with one
+    line naming it; the events before it in the file are stored."""
+    original = seed(source)
+    dump = tmp_path / "log.jsonl"
+    assert main(["export", "--output", str(dump)]) == 0
+    target = tmp_path / "target.db"
+    monkeypatch.setenv("SPOTSYNC_DATABASE", str(target))
+
+    async def occupy() -> None:
+        async with await open_store(str(target)) as store:
+            await store.append("intake", [NewEvent("Other", {}, "api")], expected_version=0)
+
+    anyio.run(occupy)
+    capsys.readouterr()
+    assert main(["import", "--force", str(dump)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "stream 'intake' is at version 1 in the store" in error
+    assert "continues it at version 1" in error
+    stored = read_log(target)
+    assert essence(stored[1:3]) == essence(original[:2])  # the two events before intake's
+
+
 def test_export_without_a_store_says_so(
     source: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
