@@ -32,8 +32,10 @@ from projections.longruns import one_failure
 
 HELP = "load a JSONL event log into the store"
 
-_GROUP = 500  # consecutive events of one stream appended (atomically) together
-_IN_FLIGHT = 256  # appends waiting for the store at once
+_GROUP = 64  # consecutive events of one stream appended (atomically) together
+# Appends waiting for the store at once: enough for batches of a hundred appends and
+# more, and at most 8k events held, however long the file's streams.
+_IN_FLIGHT = 128
 _READ_BYTES = 1 << 20  # lines read from the file at a time, off the event loop
 
 
