@@ -175,8 +175,7 @@ class _Contract:
     steps: list[Step] = field(default_factory=list)
     by_id: dict[str, Step] = field(default_factory=dict)
     seen: dict[str, RecordedEvent] = field(default_factory=dict)
-    at_until: ContractState | None = None
-    began: bool = False  # an event of it is at or before ``until``: it existed by then
+    at_until: ContractState | None = None  # None: no event of it by ``until`` (yet)
     sink_ran: bool = False
 
     def trigger(self, event_id: str) -> Step | None:
@@ -292,7 +291,6 @@ class Replayer:
         after = contract.state = apply(before, event, stamp)
         if self._past_until(event):
             return
-        contract.began = True
         contract.at_until = after
         if self.decide is decide:
             commands = decide(before, event, after)  # the fold done once, not twice
@@ -314,7 +312,7 @@ class Replayer:
         return self.until_time is not None and event.recorded_at > self.until_time
 
     def _finish(self, stream: str, contract: _Contract) -> ContractReplay | None:
-        if not contract.began and not self.keep_steps:
+        if contract.at_until is None and not self.keep_steps:
             return None  # not there yet at ``until``
         # A daemon without a sink records nothing for most milestones ("synced" only, as
         # skipped): a missing notice is a difference only where a sink was seen at work.
