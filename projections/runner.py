@@ -155,10 +155,15 @@ def state_writes(
     """The rows that change when a contract's state moves from ``before`` to ``after``."""
     t = tables
     writes = [DocumentWrite(t.contracts, external_id, after.to_document())]
-    if after.contract_id is not None and (before is None or before.contract_id is None):
-        writes.append(
-            DocumentWrite(t.contract_ids, str(after.contract_id), {"external_id": external_id})
-        )
+    old_id = None if before is None else before.contract_id
+    if after.contract_id != old_id:
+        # The map follows the contract's row: a rebuild, which sees only the last state,
+        # writes the same rows however the contract got there.
+        if old_id is not None:
+            writes.append(DocumentWrite(t.contract_ids, str(old_id), None))
+        if after.contract_id is not None:
+            row = {"external_id": external_id}
+            writes.append(DocumentWrite(t.contract_ids, str(after.contract_id), row))
     old, new = due_key(before), due_key(after)
     if old != new:
         if old is not None:

@@ -123,6 +123,31 @@ async def test_rebuild_equals_live_and_verify_reports_a_corrupted_row() -> None:
     assert await store.load_checkpoint(PROJECTION) == await store.last_position()
 
 
+async def test_a_contract_created_twice_maps_its_last_id_live_and_rebuilt() -> None:
+    """Should a log hold two creates for one contract, the id map follows the contract's
+    row, the runner's as the rebuild's: the id the row shows maps back, the other does not."""
+    store = MemoryEventStore()
+    await _contract(store, "deal-1", 11)
+    created = {"id": "T-12", "contract_id": 12, "contract_status": "DRAFT"}
+    await store.append(
+        contract_stream("deal-1"),
+        [NewEvent(EventType.CONTRACT_CREATED, created, "api")],
+        expected_version=None,
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(functools.partial(run_projections, store, batch_size=1))
+        tg.cancel_scope.cancel()
+    doc = await store.get_document(CONTRACTS, "deal-1")
+    assert doc is not None
+    assert doc["spotdraft"]["contract_id"] == 12
+    live_ids = await store.query_documents(CONTRACT_IDS)
+    assert live_ids == [("12", {"external_id": "deal-1"})]
+
+    report = await rebuild(store, verify=True)
+    assert report.difference_count == 0
+    assert await store.query_documents(CONTRACT_IDS) == live_ids
+
+
 class _FailingCommits(MemoryEventStore):
     async def commit_projection(
         self, name: str, position: int, writes: Sequence[DocumentWrite]
