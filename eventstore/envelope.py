@@ -22,7 +22,12 @@ def new_event_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """An event to append. ``event_id`` makes the append idempotent: a stored id is a no-op."""
+    """An event to append. ``event_id`` makes the append idempotent: a stored id is a no-op.
+
+    ``recorded_at`` is for import alone: the time the event was recorded in the store it
+    was exported from, kept so that the copy reads as the original did. Left None, the
+    event is recorded at its commit.
+    """
 
     type: str
     data: Mapping[str, Any]
@@ -30,6 +35,7 @@ class NewEvent:
     event_id: str = field(default_factory=new_event_id)
     causation_id: str | None = None
     correlation_id: str | None = None
+    recorded_at: datetime | None = None
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -105,7 +111,8 @@ class RecordedEvent(NamedTuple):
         return cls.from_dict(orjson.loads(line))
 
     def as_new_event(self) -> NewEvent:
-        """The same event, to append into another store (import keeps ids, so it is idempotent)."""
+        """The same event, to append into another store: import keeps ids (so it is
+        idempotent) and the time it was recorded."""
         meta = self.metadata
         return NewEvent(
             type=self.type,
@@ -114,6 +121,7 @@ class RecordedEvent(NamedTuple):
             event_id=str(meta["event_id"]),
             causation_id=meta.get("causation_id"),
             correlation_id=meta.get("correlation_id"),
+            recorded_at=self.recorded_at,
         )
 
 

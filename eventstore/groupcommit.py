@@ -48,11 +48,18 @@ class Append:
     expected_version: int | None
     events: Sequence[NewEvent]
     metadata_dicts: list[dict[str, Any]]  # as encoded in ``metadata``, for the result
+    stamps: list[str | None] | None  # times the events carry (import), None: none does
 
     @classmethod
     def of(cls, stream: str, events: Sequence[NewEvent], expected_version: int | None) -> Append:
         dumps = orjson.dumps
         metadata = [event.metadata() for event in events]
+        stamps: list[str | None] | None = None
+        if any(event.recorded_at is not None for event in events):
+            stamps = [
+                None if event.recorded_at is None else format_timestamp(event.recorded_at)
+                for event in events
+            ]
         return cls(
             stream=stream,
             types=[event.type for event in events],
@@ -62,6 +69,7 @@ class Append:
             expected_version=expected_version,
             events=events,
             metadata_dicts=metadata,
+            stamps=stamps,
         )
 
     def result(self, planned: Planned) -> AppendResult:
@@ -74,7 +82,10 @@ class Append:
         return AppendResult(
             tuple(
                 [
-                    RecordedEvent(position + i, stream, version + i, e.type, e.data, meta[i], at)
+                    RecordedEvent(
+                        position + i, stream, version + i, e.type, e.data, meta[i],
+                        at if e.recorded_at is None else e.recorded_at,
+                    )
                     for i, e in enumerate(self.events)
                 ]
             )
@@ -122,10 +133,12 @@ def plan_append(
     version = batch.versions.get(stream, 0)
     if append.expected_version is not None and append.expected_version != version:
         raise ConcurrencyError(stream, append.expected_version, version)
-    position, at, rows = batch.next_position, batch.text_recorded_at, batch.rows
+    position, now, rows = batch.next_position, batch.text_recorded_at, batch.rows
+    stamps = append.stamps
     for i, (type_, data, meta, event_id) in enumerate(
         zip(append.types, append.data, append.metadata, ids, strict=True)
     ):
+        at = now if stamps is None else stamps[i] or now
         row = (position + i, stream, version + 1 + i, type_, data, meta, at, event_id)
         rows.append(row)
         # A row reads as a stored one does, for a later append of the same id in this batch.

@@ -57,7 +57,7 @@ class MemoryEventStore(EventStore):
                 type=event.type,
                 data=copy.deepcopy(dict(event.data)),
                 metadata=event.metadata(),
-                recorded_at=now,
+                recorded_at=now if event.recorded_at is None else event.recorded_at,
             )
             self._log.append(entry)
             history.append(entry)

@@ -132,8 +132,9 @@ class PostgresEventStore(EventStore):
                 if not batch.rows:
                     return
                 columns = [list(column) for column in zip(*batch.rows, strict=True)]
-                # The statement takes the event ids, then the time (as a timestamptz).
-                columns[6:] = [columns[7], [batch.recorded_at] * len(batch.rows)]
+                # The statement takes the event ids, then the times (as text, the way
+                # the rows hold them: an imported event keeps its own).
+                columns[6:] = [columns[7], columns[6]]
                 last = batch.next_position - 1
                 await conn.execute(Q["insert_events"], *columns, last, self._channel)
         self._advance(last)

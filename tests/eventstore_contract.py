@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import anyio
@@ -84,6 +85,22 @@ class EventStoreContract:
         assert (read.causation_id, read.correlation_id, read.event_id) == (
             "c-1", "r-1", new.event_id,
         )
+
+    async def test_an_imported_event_keeps_the_time_it_was_recorded(
+        self, store: EventStore
+    ) -> None:
+        """An event that carries its recorded_at (import) keeps it, read back and in the
+        append's answer; the others of the same append are recorded now."""
+        then = datetime(2026, 4, 20, 9, 30, 1, 123456, tzinfo=UTC)
+        imported = NewEvent("X", {"n": 1}, "webhook", recorded_at=then)
+        before = datetime.now(UTC)
+        result = await store.append("contract-a", [imported, event(2)], expected_version=0)
+        read = await store.read_stream("contract-a")
+        assert result.events[0].recorded_at == then
+        assert read[0].recorded_at == then
+        assert read[1].recorded_at >= before
+        assert result.events[1].recorded_at == read[1].recorded_at
+        assert [e.recorded_at async for e in store.read_all()] == [e.recorded_at for e in read]
 
     async def test_wrong_expected_version_is_refused(self, store: EventStore) -> None:
         """An append that expects a stale version raises ConcurrencyError and writes nothing."""

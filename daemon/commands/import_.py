@@ -1,9 +1,10 @@
 """`spotsync import`: load a JSONL event log (as written by export) into the store.
 
-Streams, versions, payloads and event ids are kept; each event gets a new position and
-``recorded_at`` in this store, in the file's order. Appending with the original event ids
-makes a repeated import a no-op, and appending with the original versions refuses to
-renumber a stream.
+Streams, versions, payloads, event ids and the time each event was recorded are kept
+(so a contract's projection, and a replay ``--at`` a time, read as in the original
+store); each event gets a new position in this store, in the file's order. Appending
+with the original event ids makes a repeated import a no-op, and appending with the
+original versions refuses to renumber a stream.
 
 An exported log interleaves its contracts, so most appends are of an event or two. They
 are made many at a time, so that the store commits them together (group commit) instead

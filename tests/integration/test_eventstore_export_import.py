@@ -77,6 +77,7 @@ def test_export_then_import_reproduces_the_log(
     copied = read_log(target)
     assert essence(copied) == essence(original)
     assert [e.position for e in copied] == [e.position for e in original]
+    assert [e.recorded_at for e in copied] == [e.recorded_at for e in original]
 
 
 def test_export_to_a_file_is_owner_only_and_filters_by_external_id(

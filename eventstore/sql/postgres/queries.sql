@@ -42,8 +42,9 @@ FROM events WHERE stream = ANY($2::text[]) GROUP BY stream;
 -- notification ($10 is the channel) is delivered only if the append commits.
 WITH inserted AS (
     INSERT INTO events (position, stream, version, type, data, metadata, event_id, recorded_at)
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::text[], $5::json[],
-                         $6::json[], $7::text[], $8::timestamptz[])
+    SELECT p, s, v, t, d, m, i, r::timestamptz
+    FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::text[], $5::json[],
+                $6::json[], $7::text[], $8::text[]) AS u (p, s, v, t, d, m, i, r)
 )
 UPDATE event_positions SET last_position = $9
 RETURNING pg_notify($10, last_position::text);
