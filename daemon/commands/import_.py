@@ -6,11 +6,15 @@ store); each event gets a new position in this store, in the file's order. Appen
 with the original event ids makes a repeated import a no-op, and appending with the
 original versions refuses to renumber a stream.
 
+The whole file is checked before anything is appended: a line that is not an event
+envelope (data and metadata JSON objects, a contract stream named by a valid external
+id) imports nothing and is named, since a stored event can never be taken back.
+
 An exported log interleaves its contracts, so most appends are of an event or two. They
 are made many at a time, so that the store commits them together (group commit) instead
 of paying a transaction each; started in file order, they are placed in file order. The
-first refused append stops the import: what was committed before it stays, and importing
-again with ``--force`` skips it.
+first append the store refuses (a stream it holds otherwise) stops the import: what was
+committed before it stays, and importing again with ``--force`` skips it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import orjson
 from daemon.cli import CommandError
 from daemon.commands.export import is_url
 from daemon.config import load_settings
+from daemon.http.validation import is_valid_external_id
 from eventstore import ConcurrencyError, EventStore, EventStoreError, RecordedEvent, open_store
+from projections.events import external_id_of
 from projections.longruns import one_failure
 
 HELP = "load a JSONL event log into the store"
@@ -76,6 +82,8 @@ async def _import(database: str, source: Path, force: bool) -> tuple[int, int]:
                 f"the store already holds {present} events; import into an empty store, "
                 "or pass --force to add to it"
             )
+        # Every line is checked first: a broken one imports nothing.
+        await anyio.to_thread.run_sync(_check_file, source)
         importer = _Importer(store)
         with one_failure():  # a broken line: its own error, not a group of one
             async with anyio.create_task_group() as tg, aclosing(_groups(source)) as groups:
@@ -109,7 +117,8 @@ class _Importer:
             self._fail(
                 CommandError(
                     f"stream {first.stream!r} is at version {exc.actual} in the store, but the "
-                    f"file continues it at version {first.version}; it holds other events"
+                    f"file continues it at version {first.version}; it holds other events "
+                    "(what was imported before stays: import again with --force to skip it)"
                 ),
                 scope,
             )
@@ -153,12 +162,42 @@ async def _groups(source: Path) -> AsyncGenerator[list[RecordedEvent], None]:
         yield group
 
 
+def _check_file(source: Path) -> None:
+    """Parse every line, raising on the first that is not an event envelope."""
+    with source.open("rb") as file:
+        for number, line in enumerate(file, start=1):
+            if line.strip():
+                _parse(line, source, number)
+
+
 def _parse(line: bytes, source: Path, number: int) -> RecordedEvent:
     try:
         event = RecordedEvent.from_json(line)
-        event.event_id  # noqa: B018 - every envelope must carry its event id
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CommandError(f"{source}:{number}: not an event envelope ({exc})") from None
-    if event.version < 1:
-        raise CommandError(f"{source}:{number}: version must be 1 or more")
+    problem = _problem(event)
+    if problem is not None:
+        raise CommandError(f"{source}:{number}: not an event envelope ({problem})")
     return event
+
+
+def _problem(event: RecordedEvent) -> str | None:
+    """What makes a parsed envelope unfit to store, if anything."""
+    if event.version < 1:
+        return "version must be 1 or more"
+    if not event.stream or not event.type:
+        return "stream and type must not be empty"
+    if not isinstance(event.data, dict):
+        return "data must be a JSON object"
+    if not isinstance(event.metadata, dict):
+        return "metadata must be a JSON object"
+    event_id = event.metadata.get("event_id")
+    if not isinstance(event_id, str) or not event_id:
+        return "metadata.event_id must be a non-empty string"
+    for name in ("causation_id", "correlation_id", "source"):
+        if not isinstance(event.metadata.get(name), str | None):
+            return f"metadata.{name} must be a string or null"
+    external_id = external_id_of(event.stream)
+    if external_id is not None and not is_valid_external_id(external_id):
+        return f"stream {event.stream!r} does not name a valid external id"
+    return None

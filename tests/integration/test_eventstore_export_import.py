@@ -124,6 +124,39 @@ def test_import_names_the_broken_line(
     assert f"{dump}:2: not an event envelope" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"data": "oops"}, "data must be a JSON object"),
+        ({"metadata": ["e9"]}, "metadata must be a JSON object"),
+        ({"metadata": {"source": "api"}}, "metadata.event_id must be a non-empty string"),
+        ({"stream": "contract-../../etc"}, "does not name a valid external id"),
+        ({"type": ""}, "stream and type must not be empty"),
+    ],
+)
+def test_an_unfit_line_anywhere_imports_nothing(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    change: dict[str, object], reason: str,
+) -> None:
+    """A line no store should hold (it could never be taken back out) is named with the
+    reason, and nothing of the file is imported, however many good lines come first."""
+    lines = [
+        {"position": n, "stream": f"contract-deal-{n}", "version": 1, "type": "T",
+         "data": {"n": n}, "metadata": {"event_id": f"e{n}", "source": "api"},
+         "recorded_at": "2026-11-24T10:00:00.000000Z"}
+        for n in range(1, 301)
+    ]
+    lines[250].update(change)
+    dump = tmp_path / "unfit.jsonl"
+    dump.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert main(["import", str(dump)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert f"{dump}:251: not an event envelope (" in error
+    assert reason in error
+    assert read_log(source) == []
+
+
 def test_import_stops_at_a_stream_the_store_holds_otherwise(
     source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
