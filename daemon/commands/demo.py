@@ -9,12 +9,23 @@ from pathlib import Path
 import anyio
 from rich.console import Console
 
+from daemon.cli import CommandError
 from daemon.logging import configure_logging
 
 HELP = (
     "the main job on embedded defaults: a SpotDraft sandbox and the daemon in one process, "
     "driving a few contracts from intake to synced"
 )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,14 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--auto-sign",
-        type=float,
+        type=_seconds,
         default=0.5,
         metavar="SECONDS",
         help="how long the sandbox's signatories take for each stage (default 0.5)",
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=120.0,
         metavar="SECONDS",
         help="give up when the contracts are not all synced by then (default 120)",
@@ -41,14 +52,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.demo import run_demo
+    from daemon.demo import WorkdirError, run_demo
 
     configure_logging(json=False, level=logging.WARNING)
     console = Console()
     if not console.is_terminal:
         # Piped or captured output has no width of its own; keep the table readable.
         console = Console(width=160)
-    code: int = anyio.run(
-        lambda: run_demo(args.dir, console, auto_sign=args.auto_sign, give_up_after=args.timeout)
-    )
+    try:
+        code: int = anyio.run(
+            lambda: run_demo(
+                args.dir, console, auto_sign=args.auto_sign, give_up_after=args.timeout
+            )
+        )
+    except WorkdirError as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        raise CommandError(f"cannot use {exc.filename}: {exc.strerror}") from None
     return code
