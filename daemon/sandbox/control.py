@@ -1,8 +1,9 @@
 """The sandbox's own endpoints: ``/_sandbox/…`` for tests and operators, ``/_files/…``.
 
 Control endpoints need no SpotDraft credentials and do not count toward the rate
-limit. ``/_files/{token}/{name}`` plays the storage bucket behind a download url:
-no auth (the token is the capability), answers 403 once the url has expired.
+limit. ``/_files/{name}?signature={token}`` plays the storage bucket behind a download
+url: no auth (the signature in the query is the capability, as in a signed url), 403 once
+the url has expired or when the signature is for another file.
 """
 
 from __future__ import annotations
@@ -74,17 +75,13 @@ def routes(sb: Sandbox) -> list[Route]:
         return Response(pdf, media_type="application/pdf")
 
     async def download(request: Request) -> Response:
-        found = sb.redeem_download(request.path_params["token"])
-        if found is None:
-            sb.stats.record("GET /_files/{token}/{file_name}", 403)
-            # As a storage bucket answers an expired or forged signed url.
-            return Response(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>"
-                "<Message>Request has expired</Message></Error>",
-                status_code=403, media_type="application/xml",
-            )
+        found = sb.redeem_download(request.query_params.get("signature", ""),
+                                   request.path_params["file_name"])
+        if isinstance(found, str):
+            sb.stats.record(FILES, 403)
+            return _denied(*_DENIALS[found])
         pdf, file_name = found
-        sb.stats.record("GET /_files/{token}/{file_name}", 200)
+        sb.stats.record(FILES, 200)
         return Response(pdf, media_type="application/pdf",
                         headers={"Content-Disposition": content_disposition(file_name)})
 
@@ -96,8 +93,26 @@ def routes(sb: Sandbox) -> list[Route]:
         Route("/_sandbox/stats", stats, methods=["GET"]),
         Route("/_sandbox/webhooks", webhooks, methods=["GET"]),
         Route("/_sandbox/documents/{composite_id}", document, methods=["GET"]),
-        Route("/_files/{token}/{file_name}", download, methods=["GET"]),
+        Route("/_files/{file_name}", download, methods=["GET"]),
     ]
+
+
+FILES = "GET /_files/{file_name}"
+# As a storage bucket answers a signed url that has expired (or was forged), and one
+# whose signature was made for another path.
+_DENIALS = {
+    "expired": ("AccessDenied", "Request has expired"),
+    "mismatch": ("SignatureDoesNotMatch", "The request signature we calculated does not "
+                 "match the signature you provided."),
+}
+
+
+def _denied(code: str, message: str) -> Response:
+    return Response(
+        f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>"
+        f"<Message>{message}</Message></Error>",
+        status_code=403, media_type="application/xml",
+    )
 
 
 def content_disposition(file_name: str) -> str:

@@ -13,8 +13,8 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Literal
+from urllib.parse import quote, urlencode
 
 import anyio
 from anyio.abc import TaskGroup
@@ -149,17 +149,25 @@ class Sandbox:
         self._emit(contract, [(contract.activities[-1], None, None)], record=False)
 
     def issue_download(self, contract: Contract, base_url: str) -> str:
+        """A signed url as SpotDraft's storage issues them: the file's path, and the
+        temporary credential in the query (``?signature=``), never in the path."""
         seed = f"{self.options.seed}:{contract.contract_id}:{len(self._downloads)}"
         token = hashlib.sha256(seed.encode()).hexdigest()[:32]
         self._downloads[token] = (contract.contract_id,
                                   time.monotonic() + self.options.download_ttl_s)
-        return f"{base_url}/_files/{token}/{quote(contract.file_name)}"
+        return f"{base_url}/_files/{quote(contract.file_name)}?{urlencode({'signature': token})}"
 
-    def redeem_download(self, token: str) -> tuple[bytes, str] | None:
+    def redeem_download(
+        self, token: str, file_name: str
+    ) -> tuple[bytes, str] | Literal["expired", "mismatch"]:
+        """The file for a signed url, or why not: ``"expired"`` (also an unknown or
+        forged signature) or ``"mismatch"`` (the signature is for another path)."""
         contract_id, expires = self._downloads.get(token, (0, 0.0))
         contract = self.book.by_contract_id(contract_id)
         if contract is None or contract.document is None or time.monotonic() >= expires:
-            return None
+            return "expired"
+        if file_name != contract.file_name:
+            return "mismatch"
         return contract.document, contract.file_name
 
     def _advance(self, contract: Contract) -> None:

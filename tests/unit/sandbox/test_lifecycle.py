@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
+import httpx
 import pytest
 
 from daemon.sandbox import SandboxOptions
@@ -108,6 +109,40 @@ async def test_download_url_expires() -> None:
         link = await client.post(f"{API}/contracts/{cid}/download_link")
         response = await client.get(link.json()["url"])
     assert response.status_code == 403
+
+
+async def test_download_url_carries_its_signature_in_the_query() -> None:
+    """As openapi's example (``...?signature=``): the path names the file, the query signs it."""
+    async with sandbox_client() as (sandbox, client):
+        cid = await create(client)
+        for _ in range(3):
+            await sandbox.advance(cid)
+        link = (await client.post(f"{API}/contracts/{cid}/download_link")).json()
+    url = httpx.URL(link["url"])
+    signature = url.params["signature"]
+    assert len(signature) >= 16
+    assert signature not in url.path
+    assert url.path == f"/_files/{link['file_name']}"
+
+
+async def test_a_signed_url_serves_only_its_own_file() -> None:
+    """Another file name with a valid signature, or a forged signature, is a 403 from storage."""
+    async with sandbox_client() as (sandbox, client):
+        cid = await create(client)
+        for _ in range(3):
+            await sandbox.advance(cid)
+        link = httpx.URL((await client.post(f"{API}/contracts/{cid}/download_link")).json()["url"])
+        renamed = await client.get(link.copy_with(path="/_files/T-1 other.pdf"))
+        forged = await client.get(link.copy_set_param("signature", "0" * 32))
+        unsigned = await client.get(link.copy_with(query=None))
+        good = await client.get(link)
+    assert good.status_code == 200
+    for refused in (renamed, forged, unsigned):
+        assert refused.status_code == 403
+        assert refused.headers["content-type"].startswith("application/xml")
+        assert b"%PDF" not in refused.content
+    assert b"<Code>SignatureDoesNotMatch</Code>" in renamed.content
+    assert b"<Code>AccessDenied</Code>" in forged.content
 
 
 async def test_void_from_draft_and_not_from_executed() -> None:
