@@ -17,7 +17,7 @@ from typing import TextIO
 import anyio
 
 from daemon.cli import CommandError
-from daemon.commands.export import is_url
+from daemon.commands import existing_store
 from daemon.config import load_settings
 from eventstore import EventStore, EventStoreError, RecordedEvent, open_store
 from projections.events import EventType, contract_stream, external_id_of
@@ -54,9 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(getattr(args, "config", None))
-    database = settings.database
-    if not is_url(database) and not os.path.exists(database):
-        raise CommandError(f"no event store at {database} (set SPOTSYNC_DATABASE)")
+    database = existing_store(settings.database)
     if args.external_id is not None and args.stream is not None:
         raise CommandError("give --external-id or --stream, not both")
     known = {str(t) for t in EventType}

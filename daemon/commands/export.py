@@ -6,12 +6,12 @@ import argparse
 import os
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import BinaryIO
 
 import anyio
 
 from daemon.cli import CommandError
+from daemon.commands import existing_store
 from daemon.config import load_settings
 from eventstore import EventStore, EventStoreError, RecordedEvent, open_store
 
@@ -32,9 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(getattr(args, "config", None))
-    database = settings.database
-    if not is_url(database) and not Path(database).exists():
-        raise CommandError(f"no event store at {database} (set SPOTSYNC_DATABASE)")
+    database = existing_store(settings.database)
     try:
         output = sys.stdout.buffer if args.output is None else _create_private(args.output)
     except OSError as exc:
@@ -49,10 +47,6 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         print(f"exported {count} events to {args.output}", file=sys.stderr)
     return 0
-
-
-def is_url(database: str) -> bool:
-    return database == "memory:" or database.startswith(("postgresql://", "postgres://"))
 
 
 async def _export(database: str, external_id: str | None, output: BinaryIO) -> int:

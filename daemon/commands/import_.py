@@ -30,7 +30,7 @@ import anyio.to_thread
 import orjson
 
 from daemon.cli import CommandError
-from daemon.commands.export import is_url
+from daemon.commands import is_url
 from daemon.config import load_settings
 from daemon.http.validation import is_valid_external_id
 from eventstore import ConcurrencyError, EventStore, EventStoreError, RecordedEvent, open_store

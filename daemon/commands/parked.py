@@ -11,6 +11,7 @@ import argparse
 import anyio
 
 from daemon.cli import CommandError
+from daemon.commands import existing_store
 from daemon.config import load_settings
 from eventstore import EventStoreError, open_store
 from handlers.parked import NotParkedError, ParkedItem, list_parked, retry_parked
@@ -27,12 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(getattr(args, "config", None))
+    database = existing_store(settings.database)
     try:
         if getattr(args, "action", None) == "retry":
-            position = anyio.run(_retry, settings.database, args.external_id, args.reason)
+            position = anyio.run(_retry, database, args.external_id, args.reason)
             print(f"retry requested for {args.external_id} (position {position})")
             return 0
-        items = anyio.run(_list, settings.database)
+        items = anyio.run(_list, database)
     except NotParkedError as exc:
         raise CommandError(str(exc)) from None
     except EventStoreError as exc:

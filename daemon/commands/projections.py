@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.text import Text
 
 from daemon.cli import CommandError
+from daemon.commands import existing_store
 from daemon.config import load_settings
 from eventstore import EventStoreError, open_store
 from projections.rebuild import RebuildReport, rebuild
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(getattr(args, "config", None))
     try:
-        report = anyio.run(_rebuild, settings.database, bool(args.verify))
+        report = anyio.run(_rebuild, existing_store(settings.database), bool(args.verify))
     except EventStoreError as exc:
         raise CommandError(f"cannot rebuild from {settings.database}: {exc}") from None
     rate = report.position / report.seconds if report.seconds else 0.0

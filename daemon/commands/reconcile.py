@@ -13,6 +13,7 @@ import argparse
 import anyio
 
 from daemon.cli import CommandError
+from daemon.commands import existing_store
 from daemon.config import Settings, load_settings
 from eventstore import EventStoreError, open_store
 from handlers.reconciler import ReconcileReport, reconcile_once
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if limit < 0:
         raise CommandError("--limit must be 0 or more")
     credentials = _credentials(settings)
+    existing_store(settings.database)
     try:
         report = anyio.run(_reconcile, settings, credentials, limit)
     except EventStoreError as exc:

@@ -27,8 +27,8 @@ import anyio
 import orjson
 
 from daemon.cli import CommandError
+from daemon.commands import existing_store
 from daemon.commands.events import timeline_line
-from daemon.commands.export import is_url
 from daemon.config import load_settings
 from eventstore import EventStoreError, RecordedEvent, open_store
 from eventstore.envelope import parse_timestamp
@@ -73,9 +73,7 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"no such file: {args.source}")
         database = None
     else:
-        database = load_settings(getattr(args, "config", None)).database
-        if not is_url(database) and not os.path.exists(database):
-            raise CommandError(f"no event store at {database} (set SPOTSYNC_DATABASE)")
+        database = existing_store(load_settings(getattr(args, "config", None)).database)
     try:
         differences: int = anyio.run(_replay, database, args, at)
     except EventStoreError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from daemon import __version__
@@ -23,3 +25,34 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert f"usage: spotsync {command}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["events"],
+        ["export"],
+        ["replay"],
+        ["parked"],
+        ["parked", "retry", "deal-1"],
+        ["projections", "rebuild", "--verify"],
+        ["reconcile"],
+    ],
+)
+def test_a_command_reading_the_log_refuses_a_missing_store_rather_than_make_one(
+    command: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A mistyped SPOTSYNC_DATABASE is one line, not an empty log reported on as if real."""
+    missing = tmp_path / "mistyped.db"
+    monkeypatch.setenv("SPOTSYNC_DATABASE", str(missing))
+    monkeypatch.setenv("SPOTDRAFT_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("SPOTDRAFT_CLIENT_ID", "id")
+    monkeypatch.setenv("SPOTDRAFT_CLIENT_SECRET", "secret")
+    assert main(command) == 2
+    assert capsys.readouterr().err == (
+        f"spotsync {command[0]}: no event store at {missing} (set SPOTSYNC_DATABASE)\n"
+    )
+    assert not missing.exists()
