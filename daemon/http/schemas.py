@@ -46,7 +46,11 @@ EXTERNAL_ID: Schema = {
 
 SEND_REQUEST = obj(
     {
-        "attachment_formats": {"type": "array", "items": {"enum": list(ATTACHMENT_FORMATS)}},
+        "attachment_formats": {
+            "type": "array",
+            "items": {"enum": list(ATTACHMENT_FORMATS)},
+            "minItems": 1,  # SpotDraft: "At least one attachment format is required."
+        },
         "to_emails": STR_LIST,
         "cc_emails": STR_LIST,
         "bcc_emails": STR_LIST,

@@ -100,7 +100,10 @@ def _string_list(errors: Errors, field: str, value: object) -> None:
 
 
 def validate_send(body: object, prefix: str = "") -> Errors:
-    """A send_to_counterparties body: every field optional, the given ones checked."""
+    """A send_to_counterparties body: every field optional, the given ones checked.
+
+    Without ``attachment_formats`` SpotDraft is asked for PDF; an empty list is refused.
+    """
     errors: Errors = []
     if not isinstance(body, dict):
         _add(errors, prefix.rstrip(".") or "body", "must be an object")
@@ -108,6 +111,8 @@ def validate_send(body: object, prefix: str = "") -> Errors:
     if "attachment_formats" in body:
         formats = body["attachment_formats"]
         if _check(errors, prefix + "attachment_formats", formats, "array"):
+            if not formats:  # SpotDraft: "At least one attachment format is required."
+                _add(errors, prefix + "attachment_formats", "must name at least one format")
             for i, item in enumerate(formats):
                 if item not in ATTACHMENT_FORMATS:
                     _add(

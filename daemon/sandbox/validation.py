@@ -135,7 +135,12 @@ def _check_signatory(signatory: object) -> Errors:
 
 
 def check_send(body: Mapping[str, Any]) -> Errors:
-    """A send_to_counterparties body. Empty is accepted: SpotDraft's own guide sends ``{}``."""
+    """A send_to_counterparties body (or a create's ``send_to_counterparty_config``).
+
+    Without ``attachment_formats`` it is accepted (NOTES.md: SpotDraft's own guide sends
+    ``{}``, formats default to PDF); an explicit empty list is not: "At least one
+    attachment format is required" (openapi.yml, ``SendToCounterparty``).
+    """
     errors: Errors = {}
     formats = body.get("attachment_formats")
     if formats is not None and (
@@ -143,6 +148,8 @@ def check_send(body: Mapping[str, Any]) -> Errors:
     ):
         allowed = ", ".join(ATTACHMENT_FORMATS)
         errors["attachment_formats"] = [f"Each item must be one of: {allowed}."]
+    elif formats == []:
+        errors["attachment_formats"] = ["At least one attachment format is required."]
     for name in ("to_emails", "cc_emails", "bcc_emails"):
         if name in body and not _string_list(body[name]):
             errors[name] = ["Expected a list of strings."]

@@ -122,10 +122,12 @@ class SpotDraftClient:
     ) -> Result[dict[str, Any]]:
         """``POST .../{composite_id}/send_to_counterparties``; SpotDraft answers 200 (no body).
 
-        ``attachment_formats`` is required by SpotDraft's description; when the body does
-        not name it, PDF is sent, which is what SpotDraft assumes for the guide's ``{}``.
+        ``attachment_formats`` is required by SpotDraft's description, with at least one
+        format; when the body names none (absent or an empty list), PDF is sent, which is
+        what SpotDraft assumes for the guide's ``{}``.
         """
-        request = {"attachment_formats": ["PDF"], **(body or {})}
+        given = body or {}
+        request = {**given, "attachment_formats": given.get("attachment_formats") or ["PDF"]}
         path = f"{CONTRACTS}/{_composite(composite_id)}/send_to_counterparties"
         reply, exchanges = await self._api(
             "send_to_counterparties", "POST", path, request, idempotent=False

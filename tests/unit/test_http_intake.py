@@ -237,6 +237,21 @@ async def test_invalid_send_body_is_422(client: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.anyio
+async def test_an_empty_attachment_format_list_is_422(client: httpx.AsyncClient) -> None:
+    """SpotDraft needs at least one attachment format: [] is named, at intake and on send."""
+    payload = acme("deal-formats")
+    payload["send_to_counterparties"] = {"attachment_formats": []}
+    refused = await client.post("/v1/contracts", json=payload)
+    del payload["send_to_counterparties"]
+    await client.post("/v1/contracts", json=payload)
+    send = await client.post("/v1/contracts/deal-formats/send", json={"attachment_formats": []})
+    assert refused.status_code == 422
+    assert fields_of(refused) == {"send_to_counterparties.attachment_formats"}
+    assert send.status_code == 422
+    assert fields_of(send) == {"attachment_formats"}
+
+
+@pytest.mark.anyio
 async def test_concurrent_identical_requests_store_one_event(
     client: httpx.AsyncClient, store: MemoryEventStore
 ) -> None:

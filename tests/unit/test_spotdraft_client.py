@@ -157,17 +157,19 @@ async def test_paths_match_the_api_description_exactly(
 
 @pytest.mark.anyio
 async def test_send_defaults_to_pdf_attachments_and_keeps_given_fields() -> None:
-    """An empty send body becomes the schema-valid {"attachment_formats": ["PDF"]}."""
+    """A send body naming no format (none, or []) becomes {"attachment_formats": ["PDF"]}."""
     recorder = Recorder(lambda request: httpx.Response(200))
     async with client_for(recorder) as client:
         empty = await client.send_to_counterparties("T-7")
         await client.send_to_counterparties("T-7", {"subject": "Please sign"})
         await client.send_to_counterparties("T-7", {"attachment_formats": ["DOCX"]})
+        await client.send_to_counterparties("T-7", {"attachment_formats": [], "subject": "Hi"})
     sent = [json.loads(request.content) for request in recorder.requests]
     assert sent == [
         {"attachment_formats": ["PDF"]},
         {"attachment_formats": ["PDF"], "subject": "Please sign"},
         {"attachment_formats": ["DOCX"]},
+        {"attachment_formats": ["PDF"], "subject": "Hi"},  # SpotDraft refuses an empty list
     ]
     assert empty.value == {}
 

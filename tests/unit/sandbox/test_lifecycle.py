@@ -56,6 +56,27 @@ async def test_send_validates_the_fields_given() -> None:
     assert "attachment_formats" in response.json()
 
 
+async def test_an_empty_attachment_format_list_is_400_and_sends_nothing() -> None:
+    """"At least one attachment format is required": [] is refused, on send and on create."""
+    async with sandbox_client() as (_, client):
+        cid = await create(client)
+        refused = await client.post(f"{API}/contracts/{cid}/send_to_counterparties",
+                                    json={"attachment_formats": []})
+        status = (await client.get(f"{API}/contracts/{cid}/status")).json()["contract_status"]
+        payload = acme()
+        payload["send_to_counterparty_config"] = {"attachment_formats": []}
+        create_refused = await client.post(f"{API}/contracts/", json=payload)
+        defaulted = await client.post(f"{API}/contracts/{cid}/send_to_counterparties", json={})
+    assert refused.status_code == 400
+    check_response("sendToCounterparties", refused)
+    assert list(refused.json()) == ["attachment_formats"]
+    assert status == "DRAFT"
+    assert create_refused.status_code == 400
+    assert list(create_refused.json()) == ["send_to_counterparty_config"]
+    assert list(create_refused.json()["send_to_counterparty_config"]) == ["attachment_formats"]
+    assert defaulted.status_code == 200
+
+
 async def test_key_pointers_and_document_appear_once_executed() -> None:
     """Before execution both answer 402; after, every field plus the two summary pointers."""
     async with sandbox_client() as (sandbox, client):
