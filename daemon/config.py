@@ -7,6 +7,8 @@ the environment wins over the file.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import tomllib
@@ -121,9 +123,17 @@ def load_settings(
     if settings.reconcile_batch < 0:
         raise ConfigError("SPOTSYNC_RECONCILE_BATCH: must be zero or more")
     try:
-        settings.listen_port  # noqa: B018 - validates host:port
+        port = settings.listen_port
     except ValueError:
         raise ConfigError(f"SPOTSYNC_LISTEN: {settings.listen!r} is not host:port") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"SPOTSYNC_LISTEN: port {port} is not from 0 to 65535")
+    if settings.hmac_key is not None:
+        try:
+            base64.b64decode(settings.hmac_key.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            # The variable is named, never the value: it is the workspace's secret.
+            raise ConfigError("SPOTDRAFT_HMAC_KEY: not valid base64") from None
     return settings
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 
 from daemon.cli import CommandError
@@ -17,3 +19,39 @@ def existing_store(database: str) -> str:
     if not is_url(database) and not os.path.exists(database):
         raise CommandError(f"no event store at {database} (set SPOTSYNC_DATABASE)")
     return database
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0 for any free one."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 65535, not {text}")
+    return value
+
+
+def startup_failure(
+    group: BaseExceptionGroup[BaseException], kinds: tuple[type[Exception], ...]
+) -> CommandError | None:
+    """The one-line error for a task group that failed only with ``kinds`` (a port in
+    use, an unreachable database); None when anything else failed too."""
+    reasons, rest = group.split(kinds)
+    if reasons is None or rest is not None:
+        return None
+    error: BaseException = reasons
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return CommandError(str(error))

@@ -10,22 +10,13 @@ import anyio
 from rich.console import Console
 
 from daemon.cli import CommandError
+from daemon.commands import seconds
 from daemon.logging import configure_logging
 
 HELP = (
     "the main job on embedded defaults: a SpotDraft sandbox and the daemon in one process, "
     "driving a few contracts from intake to synced"
 )
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,14 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--auto-sign",
-        type=_seconds,
+        type=seconds,
         default=0.5,
         metavar="SECONDS",
         help="how long the sandbox's signatories take for each stage (default 0.5)",
     )
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         default=120.0,
         metavar="SECONDS",
         help="give up when the contracts are not all synced by then (default 120)",

@@ -9,6 +9,7 @@ import sys
 import anyio
 
 from daemon.cli import CommandError
+from daemon.commands import startup_failure
 from daemon.config import Settings, load_settings
 from daemon.logging import configure_logging
 from daemon.runtime import Daemon
@@ -48,17 +49,11 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     except BaseExceptionGroup as group:
         # The task group wraps a port in use or an unreachable database: one line, no trace.
-        reasons, rest = group.split((OSError, EventStoreError))
-        if reasons is None or rest is not None:
+        failure = startup_failure(group, (OSError, EventStoreError))
+        if failure is None:
             raise
-        raise CommandError(str(_first_leaf(reasons))) from None
+        raise failure from None
     return 0
-
-
-def _first_leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
 
 
 async def _serve(daemon: Daemon) -> None:

@@ -11,6 +11,7 @@ import sys
 import anyio
 
 from daemon.cli import CommandError
+from daemon.commands import port, seconds, startup_failure
 
 HELP = "a local SpotDraft stand-in, faithful to SpotDraft's API description"
 
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=port,
         default=8765,
         help="port to listen on, 0 for any free one (default %(default)s)",
     )
@@ -72,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--auto-sign",
         metavar="SECONDS",
-        type=float,
+        type=seconds,
         help="after a send, move to SIGN and then EXECUTED every SECONDS "
         "(default: only on POST /_sandbox/contracts/{id}/advance)",
     )
@@ -177,6 +178,11 @@ def run(args: argparse.Namespace) -> int:
         anyio.run(_serve, options)
     except OSError as exc:
         raise CommandError(str(exc)) from None
+    except BaseExceptionGroup as group:
+        failure = startup_failure(group, (OSError,))
+        if failure is None:
+            raise
+        raise failure from None
     return 0
 
 

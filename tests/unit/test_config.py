@@ -36,6 +36,24 @@ def test_bad_value_names_the_variable() -> None:
         load_settings(environ={"SPOTSYNC_RECONCILE_INTERVAL": "soon"})
 
 
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"SPOTSYNC_LISTEN": "127.0.0.1:99999"}, "SPOTSYNC_LISTEN: port 99999 is not from 0"),
+        ({"SPOTDRAFT_HMAC_KEY": "not base64!!"}, "SPOTDRAFT_HMAC_KEY: not valid base64"),
+    ],
+)
+def test_values_the_daemon_cannot_start_with_are_refused_by_name(
+    environ: dict[str, str], message: str
+) -> None:
+    """A port out of range or a key that is not base64 is a one-line error naming the
+    variable (and never echoing a key) rather than a failure deep in start-up."""
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ=environ)
+    assert str(error.value).startswith(message)
+    assert "not base64!!" not in str(error.value)
+
+
 def test_secrets_stay_out_of_repr() -> None:
     """Printing the settings never shows a secret."""
     settings = load_settings(

@@ -35,3 +35,18 @@ async def test_command_serves_until_sigint_and_exits_zero() -> None:
         with anyio.fail_after(10):
             code = await process.wait()
     assert code == 0
+
+
+def test_a_port_in_use_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """Started on a port something else holds, the sandbox says so in one line, exit 2."""
+    from daemon.cli import main
+    from daemon.serving import bind
+
+    taken = bind("127.0.0.1", 0)
+    try:
+        assert main(["sandbox", "--port", str(taken.port)]) == 2
+    finally:
+        taken.sock.close()
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert f"cannot listen on 127.0.0.1:{taken.port}" in error
