@@ -43,10 +43,11 @@ def test_a_port_in_use_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     from daemon.serving import bind
 
     taken = bind("127.0.0.1", 0)
+    port = taken.port
     try:
-        assert main(["sandbox", "--port", str(taken.port)]) == 2
+        assert main(["sandbox", "--port", str(port)]) == 2
     finally:
         taken.sock.close()
     error = capsys.readouterr().err
     assert error.count("\n") == 1
-    assert f"cannot listen on 127.0.0.1:{taken.port}" in error
+    assert f"cannot listen on 127.0.0.1:{port}" in error
