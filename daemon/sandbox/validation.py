@@ -13,6 +13,11 @@ from typing import Any
 from daemon.sandbox.workspace import ENTITIES, ORGANIZATION_TYPES
 
 REQUIRED = "This field is required."
+NOT_BOOLEAN = "Must be a valid boolean."
+NOT_STRING = "Not a valid string."
+BLANK = "This field may not be blank."
+WORKFLOW_FLAGS = ("auto_send_to_counterparty", "api_only_contract_edits",
+                  "skip_cp_info_collection", "skip_creator_info_collection")
 ATTACHMENT_FORMATS = ("DOCX", "PDF", "TEMPLATE")
 DOWNLOAD_FORMATS = ("PDF", "DOCX", "DOCX_WITH_FALLBACK_TO_PDF")
 Errors = dict[str, Any]
@@ -24,6 +29,19 @@ def _type_name(value: object) -> str:
 
 def _string_list(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _not_a_dictionary(value: object) -> list[str]:
+    return [f'Expected a dictionary of items but got type "{_type_name(value)}".']
+
+
+def _counterparty_name(party: Mapping[str, Any]) -> str:
+    """The name a signatory's ``counterparty_name`` must match (openapi.yml): the
+    organization's name, or an individual's first and last name joined."""
+    if not party.get("is_individual"):
+        return str(party.get("organization_name") or "")
+    poc = party.get("poc_details") or {}
+    return " ".join(p for p in (poc.get("first_name"), poc.get("last_name")) if p)
 
 
 def check_create(body: Mapping[str, Any]) -> Errors:
@@ -39,9 +57,7 @@ def check_create(body: Mapping[str, Any]) -> Errors:
     if "contract_data" not in body or body["contract_data"] is None:
         errors["contract_data"] = [REQUIRED]
     elif not isinstance(body["contract_data"], dict):
-        errors["contract_data"] = [
-            f'Expected a dictionary of items but got type "{_type_name(body["contract_data"])}".'
-        ]
+        errors["contract_data"] = _not_a_dictionary(body["contract_data"])
     parties = body.get("counter_party_details")
     if parties is None:
         errors["counter_party_details"] = [REQUIRED]
@@ -57,7 +73,18 @@ def check_create(body: Mapping[str, Any]) -> Errors:
             errors["counter_party_details"] = per_party
     for name in ("contract_name", "entity_reference_id"):
         if name in body and not isinstance(body[name], str):
-            errors[name] = ["Not a valid string."]
+            errors[name] = [NOT_STRING]
+    if "is_embedded_contract" in body and not isinstance(body["is_embedded_contract"], bool):
+        errors["is_embedded_contract"] = [NOT_BOOLEAN]
+    workflow = body.get("workflow_config")
+    if workflow is not None:
+        if not isinstance(workflow, dict):
+            errors["workflow_config"] = _not_a_dictionary(workflow)
+        else:
+            flags = {name: [NOT_BOOLEAN] for name in WORKFLOW_FLAGS
+                     if name in workflow and not isinstance(workflow[name], bool)}
+            if flags:
+                errors["workflow_config"] = flags
     entity = body.get("entity_reference_id")
     if isinstance(entity, str) and entity not in ENTITIES:
         errors["entity_reference_id"] = [
@@ -68,13 +95,16 @@ def check_create(body: Mapping[str, Any]) -> Errors:
         if not isinstance(metadata, dict):
             errors["external_metadata"] = ["Expected a dictionary of items."]
         elif "id" in metadata and not isinstance(metadata["id"], str | int):
-            errors["external_metadata"] = {"id": ["Not a valid string."]}
+            errors["external_metadata"] = {"id": [NOT_STRING]}
     signatories = body.get("signatories")
     if signatories is not None:
         if not isinstance(signatories, list):
             errors["signatories"] = ["Expected a list of items."]
         else:
-            per_signatory = [_check_signatory(s) for s in signatories]
+            names = ({_counterparty_name(p) for p in parties if isinstance(p, dict)}
+                     if isinstance(parties, list) and "counter_party_details" not in errors
+                     else None)
+            per_signatory = [_check_signatory(s, names) for s in signatories]
             if any(per_signatory):
                 errors["signatories"] = per_signatory
     if "send_to_counterparty_config" in body:
@@ -94,7 +124,7 @@ def _check_counterparty(party: object) -> Errors:
     if individual is None:
         errors["is_individual"] = [REQUIRED]
     elif not isinstance(individual, bool):
-        errors["is_individual"] = ["Must be a valid boolean."]
+        errors["is_individual"] = [NOT_BOOLEAN]
     poc = party.get("poc_details")
     if not isinstance(poc, dict):
         errors["poc_details"] = [REQUIRED] if poc is None else ["Expected a dictionary of items."]
@@ -106,15 +136,19 @@ def _check_counterparty(party: object) -> Errors:
         if not party.get("organization_name"):
             errors["organization_name"] = ["This field is required for a non-individual "
                                            "counterparty."]
+        # Optional (openapi.yml does not require it); when given, one the workspace defines.
         kind = party.get("organization_type")
-        if kind is None:
-            errors["organization_type"] = ["This field is required for a non-individual "
-                                           "counterparty."]
-        elif kind not in ORGANIZATION_TYPES:
+        if kind is not None and kind not in ORGANIZATION_TYPES:
             errors["organization_type"] = [
                 f"'{kind}' is not an organization type of this workspace: "
                 f"{', '.join(ORGANIZATION_TYPES)}."
             ]
+    if "party_role_identifier" in party:  # minLength 1
+        role = party["party_role_identifier"]
+        if not isinstance(role, str):
+            errors["party_role_identifier"] = [NOT_STRING]
+        elif not role:
+            errors["party_role_identifier"] = [BLANK]
     details = party.get("organization_details")
     if isinstance(details, dict) and isinstance(details.get("address"), dict):
         address = details["address"]
@@ -125,12 +159,30 @@ def _check_counterparty(party: object) -> Errors:
     return errors
 
 
-def _check_signatory(signatory: object) -> Errors:
+def _check_signatory(signatory: object, counterparties: set[str] | None) -> Errors:
+    """One signatory; ``counterparties`` are the names ``counterparty_name`` may take
+    (None when the counterparties themselves are invalid: then it is not matched)."""
     if not isinstance(signatory, dict):
         return {"non_field_errors": ["Expected a dictionary of items."]}
     errors: Errors = {k: [REQUIRED] for k in ("name", "email") if not signatory.get(k)}
-    if not isinstance(signatory.get("is_counterparty_signatory"), bool):
+    on_their_side = signatory.get("is_counterparty_signatory")
+    if on_their_side is None:
         errors["is_counterparty_signatory"] = [REQUIRED]
+    elif not isinstance(on_their_side, bool):
+        errors["is_counterparty_signatory"] = [NOT_BOOLEAN]
+    name = signatory.get("counterparty_name")
+    if name is not None and not isinstance(name, str):
+        errors["counterparty_name"] = [NOT_STRING]
+    elif on_their_side is True:
+        # openapi.yml: "Required if is_counterparty_signatory is True. Must match the name
+        # of one of the counterparties in counter_party_details."
+        if not name:
+            errors["counterparty_name"] = [
+                "This field is required if is_counterparty_signatory is true."]
+        elif counterparties is not None and name not in counterparties:
+            errors["counterparty_name"] = [
+                f"'{name}' matches no counterparty in counter_party_details; their names: "
+                + ", ".join(repr(n) for n in sorted(counterparties))]
     return errors
 
 
@@ -155,7 +207,7 @@ def check_send(body: Mapping[str, Any]) -> Errors:
             errors[name] = ["Expected a list of strings."]
     for name in ("custom_message", "subject"):
         if name in body and not isinstance(body[name], str):
-            errors[name] = ["Not a valid string."]
+            errors[name] = [NOT_STRING]
     attachments = body.get("extra_attachments")
     if attachments is not None:
         ok = isinstance(attachments, list) and all(

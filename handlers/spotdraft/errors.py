@@ -181,7 +181,8 @@ _WHAT_TO_FIX = {
 
 _HOW_TO_FIX = {
     400: "fix the request: contract_data keys must match the template's field names exactly, "
-    "and non-individual counterparties need organization_type and organization_name",
+    "and non-individual counterparties need organization_name (and an organization_type the "
+    "workspace defines, if one is given)",
     402: "check the contract's current status (a send needs DRAFT) and that the template "
     "allows the creator entity (entity_reference_id)",
     403: "check that the API credentials (SPOTDRAFT_CLIENT_ID, SPOTDRAFT_CLIENT_SECRET), and "

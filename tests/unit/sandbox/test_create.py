@@ -109,6 +109,77 @@ async def test_unknown_organization_type_is_400() -> None:
     assert "company" in message
 
 
+async def test_organization_without_a_type_is_created() -> None:
+    """organization_type is optional (openapi does not require it): the contract is created."""
+    payload = acme()
+    del payload["counter_party_details"][0]["organization_type"]
+    async with sandbox_client() as (sandbox, client):
+        response = await client.post(f"{API}/contracts/", json=payload)
+    assert response.status_code == 201, response.text
+    check_response("createContract", response)
+    assert len(sandbox.contracts()) == 1
+
+
+SIGNER = {"name": "Avery Stone", "email": "legal@acme.example"}
+
+
+@pytest.mark.parametrize(("change", "errors"), [
+    ({"is_embedded_contract": "yes"}, {"is_embedded_contract": ["Must be a valid boolean."]}),
+    ({"workflow_config": ["auto_send_to_counterparty"]},
+     {"workflow_config": ['Expected a dictionary of items but got type "list".']}),
+    ({"workflow_config": {"auto_send_to_counterparty": "true"}},
+     {"workflow_config": {"auto_send_to_counterparty": ["Must be a valid boolean."]}}),
+    ({"signatories": [{**SIGNER, "is_counterparty_signatory": True}]},
+     {"signatories": [{"counterparty_name": [
+         "This field is required if is_counterparty_signatory is true."]}]}),
+    ({"signatories": [{**SIGNER, "is_counterparty_signatory": True,
+                       "counterparty_name": "Zenith LLC"}]},
+     {"signatories": [{"counterparty_name": [
+         "'Zenith LLC' matches no counterparty in counter_party_details; their names: "
+         "'Acme Inc.'"]}]}),
+    ({"signatories": [{**SIGNER, "is_counterparty_signatory": "yes"}]},
+     {"signatories": [{"is_counterparty_signatory": ["Must be a valid boolean."]}]}),
+])
+async def test_create_checks_the_shapes_openapi_states(
+    change: dict[str, object], errors: dict[str, object]
+) -> None:
+    """Typed booleans, workflow_config an object, counterparty_name on a counterparty's signer."""
+    payload = {**acme(), **change}
+    async with sandbox_client() as (sandbox, client):
+        response = await client.post(f"{API}/contracts/", json=payload)
+    assert response.status_code == 400
+    check_response("createContract", response)
+    assert response.json() == errors
+    assert sandbox.contracts() == []
+
+
+async def test_party_role_identifier_may_not_be_blank() -> None:
+    """party_role_identifier has minLength 1: an empty one is refused, naming it."""
+    payload = acme()
+    payload["counter_party_details"][0]["party_role_identifier"] = ""
+    async with sandbox_client() as (_, client):
+        response = await client.post(f"{API}/contracts/", json=payload)
+    assert response.status_code == 400
+    assert response.json() == {
+        "counter_party_details": [{"party_role_identifier": ["This field may not be blank."]}]
+    }
+
+
+async def test_named_signatories_of_both_sides_are_accepted() -> None:
+    """A counterparty signer naming its organization and one of ours without a name: 201."""
+    payload = acme()
+    payload["counter_party_details"][0]["party_role_identifier"] = "Customer"
+    payload["workflow_config"] = {"api_only_contract_edits": True}
+    payload["is_embedded_contract"] = False
+    payload["signatories"] = [
+        {**SIGNER, "is_counterparty_signatory": True, "counterparty_name": "Acme Inc."},
+        {"name": "Sam Ruiz", "email": "sam@spotsync.example", "is_counterparty_signatory": False},
+    ]
+    async with sandbox_client() as (_, client):
+        response = await client.post(f"{API}/contracts/", json=payload)
+    assert response.status_code == 201, response.text
+
+
 async def _order_form(entity: str) -> tuple[int, dict[str, object]]:
     payload = acme()
     payload["contract_template_id"] = 1422
