@@ -21,6 +21,14 @@ From Python (tests, the demo)::
 Control endpoints (no SpotDraft auth, not rate limited): ``GET /_sandbox/contracts``,
 ``POST /_sandbox/contracts/{id}/advance``, ``GET|PUT /_sandbox/faults``,
 ``GET /_sandbox/stats``, ``GET /_sandbox/webhooks``, ``GET /_sandbox/documents/{id}``.
+
+Sandbox assumptions beyond NOTES.md, where it knowingly differs from SpotDraft:
+
+- ``POST /api/v2.1/public/webhooks/`` takes an ``http://`` url when its host is loopback
+  (``127.0.0.1``, ``::1``, ``localhost``), so that a daemon on the same machine receives
+  deliveries; any other ``http://`` url is rejected, as SpotDraft rejects every
+  non-HTTPS url. Custom header names are compared case-insensitively with openapi's
+  rule (start with ``X-``, none of its reserved prefixes).
 """
 
 from __future__ import annotations

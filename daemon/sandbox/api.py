@@ -17,8 +17,14 @@ from starlette.routing import Route
 
 from daemon.sandbox.contracts import DEFAULT_USER, Contract, LifecycleError, Signatory
 from daemon.sandbox.gate import detail, field_errors, public_error
-from daemon.sandbox.validation import check_create, check_send, download_format
-from daemon.sandbox.webhooks import ACTIVITIES
+from daemon.sandbox.validation import (
+    check_create,
+    check_send,
+    check_webhook,
+    custom_headers,
+    download_format,
+)
+from daemon.sandbox.webhooks import Hook
 from daemon.sandbox.workspace import (
     ENTITIES,
     TEMPLATES,
@@ -199,16 +205,17 @@ def routes(sb: Sandbox) -> list[Route]:
 
     async def register_webhook(request: Request) -> Response:
         body = await _json_body(request)
-        problem = _webhook_problem(body)
+        problem = check_webhook(body)
         if problem:
             return public_error(400, "SD_PUBLIC_00002", problem)
-        only = frozenset(body["only_for_activities"]) or None
-        sb.sender.registered.append((body["url"], only))
+        headers = custom_headers(body)
+        sb.sender.registered.append(
+            Hook(body["url"], frozenset(body["only_for_activities"]), headers))
         user = _user(request)
         return JSONResponse({
             "id": len(sb.sender.registered), "title": body["title"], "url": body["url"],
             "only_for_activities": body["only_for_activities"],
-            "custom_headers": body.get("custom_headers") or {}, "status": "ACTIVE",
+            "custom_headers": headers, "status": "ACTIVE",
             "created_by_user": {"id": 1, "email": user["email"], "name": user["name"]},
         }, status_code=201)
 
@@ -283,18 +290,3 @@ def _signatories(body: dict[str, Any], user: dict[str, str]) -> list[Signatory]:
         signers.append(Signatory(name, poc["email"], True))
     signers.append(Signatory(user["name"], user["email"], False))
     return signers
-
-
-def _webhook_problem(body: dict[str, Any]) -> str | None:
-    for name in ("title", "url"):
-        if not isinstance(body.get(name), str) or not body[name]:
-            return f"{name}: This field is required."
-    if not body["url"].startswith(("http://", "https://")):
-        return "url: Enter a valid URL."
-    only = body.get("only_for_activities")
-    if not isinstance(only, list):
-        return "only_for_activities: This field is required."
-    unknown = [a for a in only if a not in ACTIVITIES]
-    if unknown:
-        return f"only_for_activities: {unknown[0]!r} is not a webhook activity."
-    return None

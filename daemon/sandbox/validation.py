@@ -1,15 +1,18 @@
 """Request-shape checks, answering as DRF serializers do: errors keyed by field.
 
 Shapes follow openapi.yml (``ExternalCreateContractSerializerV2_1``, ``SendToCounterparty``,
-``DownloadLinkRequest``); the workspace rules (organization types, entities) follow
-NOTES.md.
+``DownloadLinkRequest``, ``PublicWebhookCreateRequest``); the workspace rules
+(organization types, entities) follow NOTES.md.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
+from daemon.sandbox.webhooks import ACTIVITIES
 from daemon.sandbox.workspace import ENTITIES, ORGANIZATION_TYPES
 
 REQUIRED = "This field is required."
@@ -228,4 +231,75 @@ def download_format(body: Mapping[str, Any]) -> str | None:
         return "PDF"
     if isinstance(value, str) and value.upper() in DOWNLOAD_FORMATS:
         return value.upper()
+    return None
+
+
+# The one departure from SpotDraft here (a sandbox assumption, see the package docstring):
+# plain http is taken for these hosts, so that a daemon on this machine gets deliveries.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# openapi.yml: custom header names "should start with `X-` and must not start with" these.
+RESERVED_HEADER_PREFIXES = ("X-Google-", "X-Goog-", "X-GFE-", "X-Amz-", "X-MS-", "X-DD-",
+                            "X-Datadog-", "X-B3-", "X-SD-", "X-SPOTDRAFT-")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an RFC 9110 token
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")  # no control characters
+
+
+def check_webhook(body: Mapping[str, Any]) -> str | None:
+    """What is wrong with a webhook registration, as ``"field: problem"``; None if nothing."""
+    for name in ("title", "url"):
+        if not isinstance(body.get(name), str) or not body[name]:
+            return f"{name}: This field is required."
+    if "description" in body and not isinstance(body["description"], str):
+        return f"description: {NOT_STRING}"
+    problem = _url_problem(body["url"])
+    if problem:
+        return f"url: {problem}"
+    only = body.get("only_for_activities")
+    if not isinstance(only, list):
+        return "only_for_activities: This field is required."
+    if not only:
+        return "only_for_activities: The list cannot be empty."
+    unknown = [a for a in only if a not in ACTIVITIES]
+    if unknown:
+        return f"only_for_activities: {unknown[0]!r} is not a webhook activity."
+    headers = body.get("custom_headers")
+    if headers is None:
+        return None
+    if not isinstance(headers, dict):
+        return f"custom_headers: {_not_a_dictionary(headers)[0]}"
+    for raw, value in headers.items():
+        problem = _header_problem(raw.strip(), value)
+        if problem:
+            return f"custom_headers: {problem}"
+    return None
+
+
+def custom_headers(body: Mapping[str, Any]) -> dict[str, str]:
+    """A valid registration's custom headers, names trimmed as SpotDraft trims them."""
+    return {name.strip(): value for name, value in (body.get("custom_headers") or {}).items()}
+
+
+def _url_problem(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError on a port that is not a number
+    except ValueError:
+        return "Enter a valid URL."
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "Enter a valid URL."
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        return ("Non-HTTPS URLs are rejected (the sandbox takes http:// only on "
+                f"{', '.join(sorted(LOOPBACK_HOSTS))}).")
+    return None
+
+
+def _header_problem(name: str, value: object) -> str | None:
+    if not _HEADER_NAME.match(name) or not name.upper().startswith("X-") or len(name) < 3:
+        return (f"{name!r} is not a custom header name: standard HTTP headers are rejected, "
+                "custom ones start with X-.")
+    reserved = [p for p in RESERVED_HEADER_PREFIXES if name.upper().startswith(p.upper())]
+    if reserved:
+        return f"{name!r} starts with {reserved[0]!r}, a prefix custom headers may not use."
+    if not isinstance(value, str) or not _HEADER_VALUE.match(value):
+        return f"the value of {name!r} must be a string without control characters."
     return None

@@ -19,7 +19,7 @@ import json
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -97,6 +97,15 @@ def _counterparty(index: int, details: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
+@dataclass(frozen=True)
+class Hook:
+    """A webhook registered through the API: its url, its activities, its custom headers."""
+
+    url: str
+    only_for_activities: frozenset[str]
+    custom_headers: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class Delivery:
     """One webhook POST to one url, and what became of it."""
@@ -106,6 +115,8 @@ class Delivery:
     contract_id: int
     body: bytes
     signature: str
+    # The registration's custom headers, sent with every attempt.
+    headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     duplicate: bool = False
     attempts: int = 0
@@ -125,14 +136,17 @@ class WebhookSender:
         self._rng = rng
         self._stats = stats
         self.deliveries: list[Delivery] = []
-        self.registered: list[tuple[str, frozenset[str] | None]] = []
+        self.registered: list[Hook] = []
         self._send: MemoryObjectSendStream[list[Delivery]]
         self._receive: MemoryObjectReceiveStream[list[Delivery]]
         self._send, self._receive = anyio.create_memory_object_stream[list[Delivery]](math.inf)
 
-    def targets(self, activity: str) -> list[str]:
-        urls = [self._options.webhook_url] if self._options.webhook_url else []
-        urls += [url for url, only in self.registered if only is None or activity in only]
+    def targets(self, activity: str) -> list[tuple[str, dict[str, str]]]:
+        """Where ``activity`` goes, each url with the custom headers sent along."""
+        urls: list[tuple[str, dict[str, str]]] = (
+            [(self._options.webhook_url, {})] if self._options.webhook_url else [])
+        urls += [(hook.url, hook.custom_headers) for hook in self.registered
+                 if activity in hook.only_for_activities]
         return urls
 
     def enqueue(self, payloads: list[dict[str, Any]], faults: Faults) -> list[Delivery]:
@@ -141,9 +155,9 @@ class WebhookSender:
         key = self._options.hmac_key_bytes
         for payload in payloads:
             body = json.dumps(payload, separators=(",", ":")).encode()
-            for url in self.targets(payload["activity"]):
+            for url, headers in self.targets(payload["activity"]):
                 delivery = Delivery(url, payload["activity"], payload["contract_id"], body,
-                                    sign(key, body))
+                                    sign(key, body), headers)
                 if self._rng.random() < faults.webhook_drop_rate:
                     self._stats.webhooks["dropped"] += 1
                     continue
@@ -151,7 +165,7 @@ class WebhookSender:
                 if self._rng.random() < faults.webhook_duplicate_rate:
                     self._stats.webhooks["duplicated"] += 1
                     batch.append(Delivery(url, delivery.activity, delivery.contract_id, body,
-                                          delivery.signature, duplicate=True))
+                                          delivery.signature, headers, duplicate=True))
         if faults.webhook_reorder and len(batch) > 1:
             batch.reverse()
         low, high = faults.webhook_delay_ms
@@ -195,7 +209,9 @@ class WebhookSender:
     async def _post(self, client: httpx.AsyncClient, delivery: Delivery) -> bool:
         delivery.attempts += 1
         self._stats.webhooks["sent"] += 1
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: delivery.signature,
+        # Custom names never clash with these: none may start with X-SD- or lack X-.
+        headers = {**delivery.headers, "Content-Type": "application/json",
+                   SIGNATURE_HEADER: delivery.signature,
                    "User-Agent": "SpotDraft-Webhooks (spotsync sandbox)"}
         try:
             response = await client.post(delivery.url, content=delivery.body, headers=headers)

@@ -12,7 +12,15 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 import pytest
 
 from daemon.sandbox import Faults, Sandbox, SandboxOptions
-from tests.unit.sandbox.support import API, HEADERS, acme, create, schemas, wait_until
+from tests.unit.sandbox.support import (
+    API,
+    HEADERS,
+    acme,
+    create,
+    sandbox_client,
+    schemas,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -151,7 +159,7 @@ async def test_registered_webhook_gets_only_its_activities() -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://s.test",
                                      headers=HEADERS) as client:
             await client.post(f"{API}/webhooks/", json={
-                "title": "t", "url": "http://receiver.test/hook",
+                "title": "t", "url": "https://receiver.test/hook",
                 "only_for_activities": ["CONTRACT_EXECUTED"]})
             cid = await create(client)
             await client.post(f"{API}/contracts/{cid}/send_to_counterparties", json={})
@@ -159,3 +167,69 @@ async def test_registered_webhook_gets_only_its_activities() -> None:
             await sandbox.advance(cid)
             await wait_until(sandbox, lambda: len(receiver.requests) == 1)
     assert receiver.activities == ["CONTRACT_EXECUTED"]
+
+
+WEBHOOK = {"title": "t", "url": "https://crm.example/hook",
+           "only_for_activities": ["CONTRACT_CREATED"]}
+
+
+async def test_custom_headers_go_with_every_delivery_to_their_hook() -> None:
+    """A hook's custom headers (names trimmed) are on each attempt to it, and only to it."""
+    receiver = Receiver(statuses=[500])  # the first attempt fails and is retried
+    options = SandboxOptions(webhook_transport=httpx.MockTransport(receiver.handle),
+                             webhook_retry_delays=(0.01,))
+    async with Sandbox.running(options) as sandbox:
+        transport = httpx.ASGITransport(app=sandbox.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://s.test",
+                                     headers=HEADERS) as client:
+            registered = await client.post(f"{API}/webhooks/", json={
+                **WEBHOOK, "custom_headers": {" X-ABC-ACCESS-KEY ": "example-access-key"}})
+            await client.post(f"{API}/webhooks/", json={**WEBHOOK, "url": "https://b.example/"})
+            await create(client)
+            await wait_until(sandbox, lambda: all(d.delivered for d in sandbox.deliveries))
+    assert registered.status_code == 201
+    assert registered.json()["custom_headers"] == {"X-ABC-ACCESS-KEY": "example-access-key"}
+    to_hook = [r.headers.get("X-ABC-ACCESS-KEY") for r in receiver.requests
+               if r.url.host == "crm.example"]
+    to_other = [r.headers.get("X-ABC-ACCESS-KEY") for r in receiver.requests
+                if r.url.host == "b.example"]
+    assert to_hook == ["example-access-key", "example-access-key"]
+    assert to_other == [None]
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"only_for_activities": []}, "only_for_activities"),
+    ({"url": "http://crm.example/hook"}, "url"),
+    ({"url": "http://10.0.0.8:8080/hook"}, "url"),
+    ({"url": "ftp://crm.example/hook"}, "url"),
+    ({"custom_headers": {"Authorization": "Bearer x"}}, "custom_headers"),
+    ({"custom_headers": {"DEF-ACCESS-KEY": "x"}}, "custom_headers"),
+    ({"custom_headers": {"X-SD-WEBHOOK-CONTENT-HASH": "forged"}}, "custom_headers"),
+    ({"custom_headers": {"x-amz-date": "x"}}, "custom_headers"),
+    ({"custom_headers": {"X-Key": 42}}, "custom_headers"),
+    ({"custom_headers": ["X-Key"]}, "custom_headers"),
+])
+async def test_webhook_registration_follows_openapis_rules(
+    change: dict[str, object], field: str
+) -> None:
+    """An empty activity list, non-HTTPS urls, and reserved or standard header names: 400."""
+    async with sandbox_client() as (sandbox, client):
+        response = await client.post(f"{API}/webhooks/", json={**WEBHOOK, **change})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "SD_PUBLIC_00002"
+    assert body["message"].startswith(f"{field}: ")
+    assert sandbox.sender.registered == []
+    if change == {"only_for_activities": []}:
+        assert body["message"] == "only_for_activities: The list cannot be empty."
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8080/webhooks/spotdraft", "http://[::1]:8080/hook",
+    "http://localhost/hook", "https://crm.example/hook",
+])
+async def test_webhook_urls_are_https_or_loopback(url: str) -> None:
+    """https anywhere, and plain http on this machine only (the sandbox's local daemon)."""
+    async with sandbox_client() as (_, client):
+        response = await client.post(f"{API}/webhooks/", json={**WEBHOOK, "url": url})
+    assert response.status_code == 201, response.text
