@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 import re
 import tomllib
@@ -46,7 +47,8 @@ class Settings:
 
     @property
     def listen_host(self) -> str:
-        return self.listen.rpartition(":")[0] or "127.0.0.1"
+        # An IPv6 address is written in brackets before its port: [::1]:8080.
+        return self.listen.rpartition(":")[0].removeprefix("[").removesuffix("]") or "127.0.0.1"
 
     @property
     def listen_port(self) -> int:
@@ -116,12 +118,35 @@ def load_settings(
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{label}: {exc}") from None
     settings = Settings(**values)
-    if settings.rate_limit <= 0:
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    """Refuse values the daemon cannot run with, naming the variable (never a secret's
+    value)."""
+    if not 0 < settings.rate_limit < math.inf:
         raise ConfigError("SPOTSYNC_RATE_LIMIT: must be a positive number of requests per second")
     if settings.spotdraft_timeout <= 0:
         raise ConfigError("SPOTDRAFT_TIMEOUT: must be a positive duration such as 30s")
+    if settings.reconcile_interval <= 0:
+        raise ConfigError("SPOTSYNC_RECONCILE_INTERVAL: must be a positive duration such as 60s")
     if settings.reconcile_batch < 0:
         raise ConfigError("SPOTSYNC_RECONCILE_BATCH: must be zero or more")
+    for name in ("api_token", "client_id", "client_secret", "sink_secret"):
+        value = getattr(settings, name)
+        if value is not None and not value.strip():
+            raise ConfigError(f"{ENVIRONMENT[name]}: must not be blank")
+    scheme, separator, _ = settings.database.partition("://")
+    if separator and scheme not in ("postgresql", "postgres"):
+        # The URL may hold a password: only its scheme is repeated.
+        raise ConfigError(
+            f"SPOTSYNC_DATABASE: a SQLite file path or a postgresql:// URL, not {scheme}://"
+        )
+    for name in ("base_url", "sink_url"):
+        url = getattr(settings, name)
+        if url is not None and not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", url):
+            raise ConfigError(f"{ENVIRONMENT[name]}: not an http(s) URL such as https://host/path")
     try:
         port = settings.listen_port
     except ValueError:
@@ -130,14 +155,17 @@ def load_settings(
         raise ConfigError(f"SPOTSYNC_LISTEN: port {port} is not from 0 to 65535")
     if settings.hmac_key is not None:
         try:
-            base64.b64decode(settings.hmac_key.strip(), validate=True)
+            key = base64.b64decode(settings.hmac_key.strip(), validate=True)
         except (binascii.Error, ValueError):
-            # The variable is named, never the value: it is the workspace's secret.
             raise ConfigError("SPOTDRAFT_HMAC_KEY: not valid base64") from None
-    return settings
+        if not key:
+            # An empty key would make every signature anyone computes with it valid.
+            raise ConfigError("SPOTDRAFT_HMAC_KEY: must not be empty")
 
 
 def _convert(name: str, type_name: str, value: Any) -> Any:
+    if isinstance(value, bool):  # TOML's true is no count, rate or duration
+        raise ValueError(f"expected a number or text, got {str(value).lower()}")
     if name in _DURATIONS:
         return float(value) if isinstance(value, int | float) else parse_duration(str(value))
     if type_name.startswith("float"):

@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(getattr(args, "config", None))
+    if settings.database == "memory:":
+        raise CommandError(
+            "SPOTSYNC_DATABASE=memory: keeps nothing once the process ends, so what the "
+            "daemon acknowledged would be lost; give a SQLite file or a postgresql:// URL"
+        )
     if args.insecure_local and settings.listen_host not in ("127.0.0.1", "localhost", "::1"):
         raise CommandError(
             f"--insecure-local serves the API without a token, so it only listens on "

@@ -42,9 +42,12 @@ def decode_hmac_key(key: str | None) -> bytes | None:
     if key is None:
         return None
     try:
-        return base64.b64decode(key.strip(), validate=True)
+        decoded = base64.b64decode(key.strip(), validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("SPOTDRAFT_HMAC_KEY is not valid base64") from None
+    if not decoded:
+        raise ValueError("SPOTDRAFT_HMAC_KEY is empty: any signature would verify")
+    return decoded
 
 
 def sign(key: bytes, body: bytes) -> str:

@@ -56,3 +56,12 @@ def test_a_command_reading_the_log_refuses_a_missing_store_rather_than_make_one(
         f"spotsync {command[0]}: no event store at {missing} (set SPOTSYNC_DATABASE)\n"
     )
     assert not missing.exists()
+
+
+def test_run_refuses_a_store_that_keeps_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The daemon acknowledges only what is durable: the memory store is for tests."""
+    monkeypatch.setenv("SPOTSYNC_DATABASE", "memory:")
+    assert main(["run", "--insecure-local"]) == 2
+    assert "keeps nothing once the process ends" in capsys.readouterr().err

@@ -41,13 +41,25 @@ def test_bad_value_names_the_variable() -> None:
     [
         ({"SPOTSYNC_LISTEN": "127.0.0.1:99999"}, "SPOTSYNC_LISTEN: port 99999 is not from 0"),
         ({"SPOTDRAFT_HMAC_KEY": "not base64!!"}, "SPOTDRAFT_HMAC_KEY: not valid base64"),
+        ({"SPOTDRAFT_HMAC_KEY": " "}, "SPOTDRAFT_HMAC_KEY: must not be empty"),
+        ({"SPOTSYNC_API_TOKEN": "   "}, "SPOTSYNC_API_TOKEN: must not be blank"),
+        ({"SPOTDRAFT_CLIENT_SECRET": " "}, "SPOTDRAFT_CLIENT_SECRET: must not be blank"),
+        ({"SPOTSYNC_RATE_LIMIT": "nan"}, "SPOTSYNC_RATE_LIMIT: must be a positive"),
+        ({"SPOTSYNC_RATE_LIMIT": "inf"}, "SPOTSYNC_RATE_LIMIT: must be a positive"),
+        ({"SPOTSYNC_RECONCILE_INTERVAL": "0"}, "SPOTSYNC_RECONCILE_INTERVAL: must be a positive"),
+        ({"SPOTDRAFT_BASE_URL": "notaurl"}, "SPOTDRAFT_BASE_URL: not an http(s) URL"),
+        (
+            {"SPOTSYNC_DATABASE": "mysql://x:not base64!!@h/x"},
+            "SPOTSYNC_DATABASE: a SQLite file path or a postgresql:// URL, not mysql://",
+        ),
     ],
 )
 def test_values_the_daemon_cannot_start_with_are_refused_by_name(
     environ: dict[str, str], message: str
 ) -> None:
-    """A port out of range or a key that is not base64 is a one-line error naming the
-    variable (and never echoing a key) rather than a failure deep in start-up."""
+    """A value the daemon cannot run with is a one-line error naming the variable (and
+    never echoing a secret) rather than a failure deep in start-up or a daemon that
+    accepts any webhook signature (an empty key) or spins (an interval of zero)."""
     with pytest.raises(ConfigError) as error:
         load_settings(environ=environ)
     assert str(error.value).startswith(message)
@@ -68,3 +80,15 @@ def test_spotdraft_timeout_is_a_duration() -> None:
     assert load_settings(environ={"SPOTDRAFT_TIMEOUT": "5s"}).spotdraft_timeout == 5.0
     with pytest.raises(ConfigError, match="SPOTDRAFT_TIMEOUT"):
         load_settings(environ={"SPOTDRAFT_TIMEOUT": "0s"})
+
+
+def test_a_flag_in_the_file_is_no_number(tmp_path: Path) -> None:
+    config = tmp_path / "spotsync.toml"
+    config.write_text("reconcile_batch = true\n")
+    with pytest.raises(ConfigError, match="SPOTSYNC_RECONCILE_BATCH: expected a number"):
+        load_settings(config, environ={})
+
+
+def test_an_ipv6_listen_address_is_written_in_brackets() -> None:
+    settings = load_settings(environ={"SPOTSYNC_LISTEN": "[::1]:8443"})
+    assert (settings.listen_host, settings.listen_port) == ("::1", 8443)

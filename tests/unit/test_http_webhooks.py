@@ -327,6 +327,12 @@ async def test_without_a_configured_key_every_delivery_is_refused(
     assert await all_events(store) == []
 
 
+def test_an_empty_key_is_refused_at_start_up() -> None:
+    """A key that decodes to nothing would verify a signature anyone can compute."""
+    with pytest.raises(ValueError, match="empty"):
+        create_app(MemoryEventStore(), Config(hmac_key=" "))
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
