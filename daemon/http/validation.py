@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 EXTERNAL_ID_MAX_LENGTH = 255
+MAX_DEPTH = 32  # objects and arrays within one another, in a request body
 INTEGER_MAX = 2**63 - 1  # what a database integer column (and SpotDraft) can hold
 _FORBIDDEN = r"/\\\x00-\x1f\x7f-\x9f"  # slashes and Unicode Cc
 EXTERNAL_ID_PATTERN = rf"^(?!\.\.?$)[^\s{_FORBIDDEN}](?:[^{_FORBIDDEN}]*[^\s{_FORBIDDEN}])?$"
@@ -108,6 +109,9 @@ def validate_send(body: object, prefix: str = "") -> Errors:
     if not isinstance(body, dict):
         _add(errors, prefix.rstrip(".") or "body", "must be an object")
         return errors
+    if not prefix and (deep := too_deep(body)) is not None:
+        _add(errors, deep, f"is nested more than {MAX_DEPTH} levels deep")
+        return errors
     if "attachment_formats" in body:
         formats = body["attachment_formats"]
         if _check(errors, prefix + "attachment_formats", formats, "array"):
@@ -197,11 +201,35 @@ def _validate_signatory(errors: Errors, at: str, signatory: object) -> None:
     )
 
 
+def too_deep(value: object, limit: int = MAX_DEPTH) -> str | None:
+    """The first field nested deeper than ``limit`` objects and arrays, or None.
+
+    What is accepted is stored, and every event must encode again (export, the events
+    API) within the JSON encoder's own limit of a few hundred levels.
+    """
+    pending: list[tuple[object, str, int]] = [(value, "", 0)]
+    while pending:
+        item, path, depth = pending.pop()
+        if isinstance(item, dict):
+            children = [(v, f"{path}.{k}" if path else str(k)) for k, v in item.items()]
+        elif isinstance(item, list):
+            children = [(v, f"{path}[{i}]") for i, v in enumerate(item)]
+        else:
+            continue
+        if depth >= limit:
+            return path or "body"
+        pending.extend((child, at, depth + 1) for child, at in children)
+    return None
+
+
 def validate_intake(body: object) -> Errors:
     """Every problem with a create-contract request, as ``{"field", "message"}`` pairs."""
     errors: Errors = []
     if not isinstance(body, dict):
         _add(errors, "body", "must be a JSON object")
+        return errors
+    if (deep := too_deep(body)) is not None:
+        _add(errors, deep, f"is nested more than {MAX_DEPTH} levels deep")
         return errors
     _required(errors, body, "", "contract_template_id", "integer")
     _required(errors, body, "", "contract_data", "object")

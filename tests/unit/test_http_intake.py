@@ -326,3 +326,46 @@ async def test_integral_floats_count_as_integers_and_are_stored_as_ints(
     assert type(event.data["request"]["contract_template_id"]) is int
     bad = await client.post("/v1/contracts", json=acme("floaty-2", contract_template_id=1.5))
     assert fields_of(bad) == {"contract_template_id"}
+
+
+def _nested(levels: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(levels):
+        value = {"deep": value}
+    return value
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("levels", [40, 250, 600])
+async def test_data_nested_too_deep_is_422_and_not_stored(
+    client: httpx.AsyncClient, store: MemoryEventStore, levels: int
+) -> None:
+    """Nesting past the limit is named and refused: stored, it could never be encoded
+    again (export, the events API), so it would break the log for everyone."""
+    payload = acme("deal-deep", contract_data={**ACME["contract_data"], "deep": _nested(levels)})
+    response = await client.post("/v1/contracts", json=payload)
+    assert response.status_code == 422
+    [error] = response.json()["error"]["fields"]
+    assert error["field"].startswith("contract_data.deep.deep.")
+    assert "nested more than 32 levels" in error["message"]
+    assert await store.read_stream("contract-deal-deep") == []
+
+    await client.post("/v1/contracts", json=acme("deal-deep"))
+    send = await client.post("/v1/contracts/deal-deep/send", json={"custom": _nested(levels)})
+    assert send.status_code == 422
+    assert fields_of(send) == {"custom" + ".deep" * 31}
+    assert [e.type for e in await store.read_stream("contract-deal-deep")] == [
+        "ContractRequested"
+    ]
+
+
+@pytest.mark.anyio
+async def test_nesting_within_the_limit_is_kept_whole(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    record = {"history": [_nested(25)]}
+    payload = acme("deal-nested")
+    payload["external_metadata"]["record_data"] = record
+    assert (await client.post("/v1/contracts", json=payload)).status_code == 202
+    [event] = await store.read_stream("contract-deal-nested")
+    assert event.data["request"]["external_metadata"]["record_data"] == record
