@@ -378,10 +378,19 @@ class Executor:
         return state
 
 
+# Statuses of a create that the request itself can cause (rather than the configuration).
+_REQUEST_AT_FAULT = {400, 402, 404}
+
+
 def failure(step: str, exc: PermanentError) -> dict[str, Any]:
     """``ContractFailed`` data: what went wrong, and what a person must fix."""
     text = str(exc)
     said, _, fix = text.partition(" To fix: ")
+    if step == "create" and exc.status in _REQUEST_AT_FAULT:
+        fix = (
+            f"{fix or text}; then submit the corrected request under the same external id "
+            "(POST /v1/contracts or spotsync submit): it replaces the one that failed"
+        )
     return {
         "step": step,
         "status": exc.status,

@@ -339,6 +339,10 @@ def _requested(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     s["send_requested"] = s["send_requested"] or send is not None
     if send is not None:
         s["send_body"] = send
+    # A request after a failure corrects the one that failed (intake takes it only
+    # before SpotDraft created the contract): the flow starts over from it.
+    s["error"] = s["deferred"] = None
+    s["notified"] = tuple(m for m in s["notified"] if m != "failed")
 
 
 def _send_requested(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:

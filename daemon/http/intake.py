@@ -3,6 +3,12 @@
 A request is stored as the first event of stream ``contract-{external_id}`` with
 ``expected_version=0``, so the store itself decides who was first: a repeat with the
 same payload (same fingerprint) is answered 200 as the first was, a different one 409.
+
+One exception: a contract that failed before SpotDraft created it (a template field
+mismatch, say) takes a corrected request, 202, appended after the failure; the failure's
+``fix`` says so. That is the only way to correct a request, since a retry re-sends the
+stored one; and it cannot make a second SpotDraft contract, since none exists (a create
+whose outcome was unknown is looked up first, as always).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from daemon.http.validation import (
     validate_send,
 )
 from eventstore import ConcurrencyError, EventStore, NewEvent, RecordedEvent
+from projections.contract import ContractState, fold
 from projections.events import EventType, contract_stream
 
 CONTRACTS = "contracts"
@@ -89,20 +96,38 @@ async def submit_contract(request: Request) -> Response:
         },
         source="intake",
     )
-    try:
-        result = await store.append(stream, [event], expected_version=0)
-    except ConcurrencyError:
-        # Someone stored this external id first (maybe this very request, retried).
-        first = (await store.read_stream(stream))[:1]
-        if first and first[0].data.get("fingerprint") == digest:
-            return _answer(external_id, 200)
-        raise ApiError(
-            409,
-            f"external id {external_id!r} was already submitted with a different payload",
-            code="conflict",
-        ) from None
-    log.info("contract requested", external_id=external_id, stream=stream, position=result.position)
-    return _answer(external_id, 202)
+    expected = 0
+    for _ in range(_SEND_ATTEMPTS):
+        try:
+            result = await store.append(stream, [event], expected_version=expected)
+        except ConcurrencyError:
+            # Stored before (maybe this very request, retried), or changed meanwhile.
+            history = await store.read_stream(stream)
+            latest = [e for e in history if e.type == EventType.CONTRACT_REQUESTED][-1:]
+            if latest and latest[0].data.get("fingerprint") == digest:
+                return _answer(external_id, 200)
+            state = fold(history)
+            if state is None or state.error is None or state.created:
+                raise ApiError(409, _conflict(external_id, state), code="conflict") from None
+            expected = state.version  # failed before it was created: a corrected request
+            continue
+        log.info(
+            "contract requested",
+            external_id=external_id,
+            stream=stream,
+            position=result.position,
+            corrects=expected > 0,
+        )
+        return _answer(external_id, 202)
+    raise ApiError(409, "the contract changed while this request was stored; send it again",
+                   code="conflict")
+
+
+def _conflict(external_id: str, state: ContractState | None) -> str:
+    text = f"external id {external_id!r} was already submitted with a different payload"
+    if state is not None and state.error is not None:
+        return f"{text}; it failed after SpotDraft created it, so it takes no new request"
+    return text
 
 
 def _why_not_sendable(history: list[RecordedEvent], doc: dict[str, Any] | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import signal
 from collections import Counter
@@ -139,20 +140,35 @@ async def test_bad_signature_is_refused_and_changes_nothing(deployment: Deployme
 async def test_template_field_mismatch_fails_with_the_fields_named(
     deployment: Deployment,
 ) -> None:
-    """An intake whose contract_data does not match template 1204 ends failed, naming fields."""
+    """An intake whose contract_data does not match template 1204 ends failed, naming the
+    fields; the corrected request, submitted as the fix says, replaces it and syncs."""
     request = contract_request("crm-mismatch-1")
+    corrected = copy.deepcopy(request)
     data = request["contract_data"]
     data["customer_nmae"] = data.pop("customer_name")
     async with deployment.daemon(), deployment.api() as api:
         response = await api.post("/v1/contracts", json=request)
         assert response.status_code == 202
 
-        async def failed() -> bool:
-            return (await contracts_by_sync(api)).get("crm-mismatch-1") == "failed"
+        async def sync_is(state: str) -> bool:
+            return (await contracts_by_sync(api)).get("crm-mismatch-1") == state
 
-        await wait_for(failed, seconds=30, what="the contract to fail")
+        await wait_for(lambda: sync_is("failed"), seconds=30, what="the contract to fail")
         contract = (await api.get("/v1/contracts/crm-mismatch-1")).json()
-    message = str(contract["error"])
-    assert "customer_nmae" in message
-    assert "customer_name" in message
-    assert deployment.sandbox.contracts() == []
+        message = str(contract["error"])
+        assert "customer_nmae" in message
+        assert "customer_name" in message
+        assert "submit the corrected request under the same external id" in message
+        assert deployment.sandbox.contracts() == []
+
+        assert (await api.post("/v1/contracts", json=corrected)).status_code == 202
+        assert (await api.post("/v1/contracts", json=corrected)).status_code == 200
+        await wait_for(lambda: sync_is("synced"), seconds=60, what="the corrected one to sync")
+        contract = (await api.get("/v1/contracts/crm-mismatch-1")).json()
+        # Created once it is, it takes no other request.
+        again = await api.post("/v1/contracts", json=request)
+    assert contract["error"] is None
+    assert again.status_code == 409
+    assert [c["external_metadata"]["id"] for c in deployment.sandbox.contracts()] == [
+        "crm-mismatch-1"
+    ]

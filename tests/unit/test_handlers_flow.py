@@ -109,7 +109,8 @@ async def test_permanent_error_parks_and_retry_reruns_the_step(tmp_path: Path) -
             state = await settle(store)
             assert state.sync == "failed"
             assert state.error is not None
-            assert state.error["fix"] == "do better"
+            # A request SpotDraft refused is corrected by submitting it again, fixed.
+            assert state.error["fix"].startswith("do better; then submit the corrected request")
             await append(store, EventType.RETRY_REQUESTED, {"reason": None}, source="operator")
             state = await settle(store)
     assert state.sync == "created"

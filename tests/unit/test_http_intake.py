@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from daemon.http import create_app
-from eventstore import DocumentWrite, MemoryEventStore
+from eventstore import DocumentWrite, MemoryEventStore, NewEvent
+from projections.contract import fold
 
 TOKEN = "intake-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -369,3 +370,57 @@ async def test_nesting_within_the_limit_is_kept_whole(
     assert (await client.post("/v1/contracts", json=payload)).status_code == 202
     [event] = await store.read_stream("contract-deal-nested")
     assert event.data["request"]["external_metadata"]["record_data"] == record
+
+
+async def _record(store: MemoryEventStore, external_id: str, *events: tuple[str, Any]) -> None:
+    await store.append(
+        f"contract-{external_id}",
+        [NewEvent(type_, data, "api") for type_, data in events],
+        expected_version=None,
+    )
+
+
+_FAILED_CREATE = ("ContractFailed", {"step": "create", "status": 400, "fix": "correct x"})
+
+
+@pytest.mark.anyio
+async def test_a_contract_failed_before_creation_takes_a_corrected_request(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    """The fix for a request SpotDraft refused is the corrected request: 202, appended
+    after the failure, which it clears; sent again it is 200; the old one is now 409."""
+    first = acme("deal-fix", contract_name="Wrong")
+    assert (await client.post("/v1/contracts", json=first)).status_code == 202
+    await _record(store, "deal-fix", _FAILED_CREATE)
+    corrected = acme("deal-fix", contract_name="Right")
+    accepted = await client.post("/v1/contracts", json=corrected)
+    repeated = await client.post("/v1/contracts", json=corrected)
+    stale = await client.post("/v1/contracts", json=first)
+    assert (accepted.status_code, repeated.status_code, stale.status_code) == (202, 200, 409)
+    history = await store.read_stream("contract-deal-fix")
+    assert [e.type for e in history] == ["ContractRequested", "ContractFailed", "ContractRequested"]
+    state = fold(history)
+    assert state is not None
+    assert state.request is not None
+    assert (state.sync, state.error, state.request["contract_name"]) == ("pending", None, "Right")
+
+
+@pytest.mark.anyio
+async def test_a_contract_created_in_spotdraft_takes_no_other_request(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    """Failed after SpotDraft created it (a send refused, say), or not failed at all, a
+    contract keeps its request: another one is 409, saying why."""
+    assert (await client.post("/v1/contracts", json=acme("deal-made"))).status_code == 202
+    await _record(
+        store,
+        "deal-made",
+        ("ContractCreated", {"id": "T-7", "contract_id": 7, "contract_status": "DRAFT"}),
+        ("ContractFailed", {"step": "send", "status": 402}),
+    )
+    assert (await client.post("/v1/contracts", json=acme("deal-other"))).status_code == 202
+    made = await client.post("/v1/contracts", json=acme("deal-made", contract_name="New"))
+    other = await client.post("/v1/contracts", json=acme("deal-other", contract_name="New"))
+    assert made.status_code == other.status_code == 409
+    assert "failed after SpotDraft created it" in made.json()["error"]["message"]
+    assert "different payload" in other.json()["error"]["message"]
