@@ -7,6 +7,11 @@ read most overdue first). Each answer is recorded (``StatusObserved``, source
 drives the same steps the missed webhook would have. A contract without a SpotDraft id
 gets a ``ReconcileRequested`` instead (no call needed): the handlers look it up or
 create it, as its intent says.
+
+A step deferred on a transient failure (SpotDraft down longer than the client's own
+retries) does not wait for ``stale_after``: its row says when to try again (30 s, then
+doubling up to 15 minutes, ``projections.runner.retry_at``), and the pass nudges it
+then, within the same ``batch``.
 """
 
 from __future__ import annotations
@@ -51,8 +56,10 @@ async def reconcile_once(
     report = ReconcileReport()
     if batch <= 0:
         return report
-    cutoff = format_timestamp((now or utcnow()) - timedelta(seconds=stale_after))
-    rows = await store.query_documents(RECONCILE_DUE, limit=batch)
+    moment = now or utcnow()
+    await _retry_deferred(store, format_timestamp(moment), batch, report)
+    cutoff = format_timestamp(moment - timedelta(seconds=stale_after))
+    rows = await store.query_documents(RECONCILE_DUE, limit=batch - len(report.external_ids))
     for key, row in rows:
         if key >= cutoff:
             break  # keys sort by last heard: every later one is more recent
@@ -60,7 +67,7 @@ async def reconcile_once(
         if doc is None:
             continue
         state = ContractState.from_document(doc)
-        if state.final or state.error is not None:
+        if state.final or state.error is not None or state.external_id in report.external_ids:
             continue
         report.external_ids.append(state.external_id)
         if state.spotdraft_id is None:
@@ -96,6 +103,27 @@ async def reconcile_once(
             expected_version=None,
         )
     return report
+
+
+async def _retry_deferred(
+    store: EventStore, now: str, batch: int, report: ReconcileReport
+) -> None:
+    """Nudge the contracts whose deferred step is due again (a handful, in an outage)."""
+    rows = await store.query_documents(RECONCILE_DUE, at_least={"retry_at": ""})
+    for _, row in sorted(rows, key=lambda kv: str(kv[1]["retry_at"])):
+        if len(report.external_ids) >= batch or str(row["retry_at"]) > now:
+            break
+        doc = await store.get_document(CONTRACTS, str(row["external_id"]))
+        if doc is None:
+            continue
+        state = ContractState.from_document(doc)
+        if state.deferred is None or state.final or state.error is not None:
+            continue
+        report.external_ids.append(state.external_id)
+        await _append(
+            store, state, EventType.RECONCILE_REQUESTED, {"reason": f"{state.deferred} deferred"}
+        )
+        report.nudged += 1
 
 
 async def run_reconciler(

@@ -65,6 +65,7 @@ class ContractState:
     document: Mapping[str, Any] | None = None
     error: Mapping[str, Any] | None = None
     deferred: str | None = None
+    deferrals: int = 0  # transient failures in a row of the deferred step
     notified: tuple[str, ...] = ()
     sink_parked: Mapping[str, Any] | None = None
     version: int = 0
@@ -132,6 +133,7 @@ class ContractState:
             "_executed_seen": self.executed_seen,
             "_voided": self.voided,
             "_deferred": self.deferred,
+            "_deferrals": self.deferrals,
             "_notified": list(self.notified),
             "_sink_parked": None if self.sink_parked is None else dict(self.sink_parked),
             # text, so parked work can be queried: "failed", "sink" or null
@@ -166,6 +168,7 @@ class ContractState:
             document=doc.get("document"),
             error=doc.get("error"),
             deferred=doc.get("_deferred"),
+            deferrals=int(doc.get("_deferrals", 0)),
             notified=tuple(doc.get("_notified") or ()),
             sink_parked=doc.get("_sink_parked"),
             version=int(doc.get("_version", 0)),
@@ -326,6 +329,7 @@ def _clear(s: Fields, *steps: str) -> None:
     """Clear the deferred step if the fact being folded completes it."""
     if s["deferred"] in steps:
         s["deferred"] = None
+        s["deferrals"] = 0
 
 
 def _requested(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
@@ -342,6 +346,7 @@ def _requested(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     # A request after a failure corrects the one that failed (intake takes it only
     # before SpotDraft created the contract): the flow starts over from it.
     s["error"] = s["deferred"] = None
+    s["deferrals"] = 0
     s["notified"] = tuple(m for m in s["notified"] if m != "failed")
 
 
@@ -408,7 +413,9 @@ def _document(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
 
 
 def _deferred(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
-    s["deferred"] = _text(d.get("step"))
+    step = _text(d.get("step"))
+    s["deferrals"] = s["deferrals"] + 1 if step == s["deferred"] else 1
+    s["deferred"] = step
 
 
 def _failed(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
@@ -433,6 +440,7 @@ def _sink_gave_up(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None
 def _retry(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     # A failure told to the sink may be told again if the retry fails again.
     s["error"] = s["sink_parked"] = s["deferred"] = None
+    s["deferrals"] = 0
     s["notified"] = tuple(m for m in s["notified"] if m != "failed")
 
 

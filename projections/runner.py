@@ -24,11 +24,13 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import anyio
 from anyio.abc import TaskStatus
 
 from eventstore import DocumentWrite, EventStore, RecordedEvent
+from eventstore.envelope import format_timestamp, parse_timestamp
 from projections.contract import ContractState, apply
 from projections.events import external_id_of
 from projections.longruns import one_failure
@@ -66,6 +68,20 @@ class Batch:
 
     position: int
     writes: list[DocumentWrite]
+
+
+# A step deferred on a transient failure (the client's own retries spent: an outage of
+# SpotDraft, say) is tried again after 30 s, then 1, 2, 4 ... minutes, at most 15.
+RETRY_FIRST = 30.0
+RETRY_MAX = 15 * 60.0
+
+
+def retry_at(state: ContractState) -> str | None:
+    """When the reconciler should try a deferred step again, or None if none is."""
+    if state.deferred is None or state.last_heard_at is None:
+        return None
+    delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (min(state.deferrals, 16) - 1))
+    return format_timestamp(parse_timestamp(state.last_heard_at) + timedelta(seconds=delay))
 
 
 def due_key(state: ContractState | None) -> str | None:
@@ -169,7 +185,11 @@ def state_writes(
         if old is not None:
             writes.append(DocumentWrite(t.reconcile_due, old, None))
         if new is not None:
-            doc = {"external_id": external_id, "last_heard_at": after.last_heard_at}
+            doc = {
+                "external_id": external_id,
+                "last_heard_at": after.last_heard_at,
+                "retry_at": retry_at(after),
+            }
             writes.append(DocumentWrite(t.reconcile_due, new, doc))
     return writes
 

@@ -12,7 +12,7 @@ import pytest
 from eventstore import MemoryEventStore, RecordedEvent
 from eventstore.envelope import utcnow
 from handlers.parked import NotParkedError, list_parked, retry_parked
-from handlers.reconciler import reconcile_once
+from handlers.reconciler import ReconcileReport, reconcile_once
 from handlers.worker import HandlerRunner
 from projections.events import EventType
 from projections.runner import ContractProjection, catch_up
@@ -23,6 +23,7 @@ from tests.unit.test_handlers_support import (
     request,
     settle,
     state_of,
+    transient,
 )
 
 pytestmark = pytest.mark.anyio
@@ -56,6 +57,50 @@ async def test_reconciler_asks_only_quiet_contracts_within_its_batch(tmp_path: P
     assert history[-1].type == EventType.STATUS_OBSERVED
     assert history[-1].data["by"] == "reconciler"
     assert len(set(report.external_ids)) == 2
+
+
+async def test_a_step_deferred_in_an_outage_is_tried_again_within_a_minute(
+    tmp_path: Path,
+) -> None:
+    """A send deferred after the client's retries is not left for stale_after (15
+    minutes): the pass after its retry time nudges it, and a second failure waits twice
+    as long; once SpotDraft answers, the contract is sent."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    client.fail["send_to_counterparties"] = [transient(), transient()]
+    async with handlers(store, client, tmp_path):
+        await request(store, send={})
+        with anyio.fail_after(5):
+            state = await settle(store)
+        assert (state.sync, state.deferred, state.deferrals) == ("created", "send", 1)
+        await _project(store)
+        start = utcnow()
+
+        early = await reconcile_once(store, client, stale_after=900, batch=5, now=start)
+        assert (early.nudged, early.status_calls) == (0, 0)
+        first = await reconcile_once(
+            store, client, stale_after=900, batch=5, now=start + timedelta(seconds=31)
+        )
+        assert (first.nudged, first.external_ids) == (1, ["deal-1"])
+        with anyio.fail_after(5):
+            await settle(store)
+        await _project(store)
+        again = utcnow()
+        waited = await reconcile_once(
+            store, client, stale_after=900, batch=5, now=again + timedelta(seconds=45)
+        )
+        assert waited.nudged == 0  # the second deferral waits 60 s
+        second = await reconcile_once(
+            store, client, stale_after=900, batch=5, now=again + timedelta(seconds=61)
+        )
+        assert second.nudged == 1
+        with anyio.fail_after(5):
+            state = await settle(store)
+    assert client.calls["send_to_counterparties"] == 3
+    assert (state.sync, state.deferred, state.deferrals) == ("sent", None, 0)
+    await _project(store)
+    assert await reconcile_once(store, client, stale_after=900, batch=5, now=utcnow()) == (
+        ReconcileReport()
+    )
 
 
 async def test_reconciled_execution_pulls_the_data(tmp_path: Path) -> None:
