@@ -55,3 +55,14 @@ def startup_failure(
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return CommandError(str(error))
+
+
+def log_position(text: str) -> int:
+    """An argparse type: a position in the log (0 is before the first event)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a position: {text}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"positions start at 1, not {text}")
+    return value

@@ -17,7 +17,7 @@ from typing import TextIO
 import anyio
 
 from daemon.cli import CommandError
-from daemon.commands import existing_store
+from daemon.commands import existing_store, log_position
 from daemon.config import load_settings
 from eventstore import EventStore, EventStoreError, RecordedEvent, open_store
 from projections.events import EventType, contract_stream, external_id_of
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--since",
         metavar="POSITION",
-        type=int,
+        type=log_position,
         default=1,
         help="start at this position (inclusive)",
     )

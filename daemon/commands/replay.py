@@ -27,7 +27,7 @@ import anyio
 import orjson
 
 from daemon.cli import CommandError
-from daemon.commands import existing_store
+from daemon.commands import existing_store, log_position
 from daemon.commands.events import timeline_line
 from daemon.config import load_settings
 from eventstore import EventStoreError, RecordedEvent, open_store
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--external-id", metavar="ID", help="one contract in detail (default: the whole log)"
     )
     parser.add_argument(
-        "--until", metavar="POSITION", type=int, help="the state as of this position"
+        "--until", metavar="POSITION", type=log_position, help="the state as of this position"
     )
     parser.add_argument(
         "--at", metavar="TIME", help="the state as of this time (ISO 8601, e.g. 2026-11-24T10:00Z)"

@@ -65,3 +65,13 @@ def test_run_refuses_a_store_that_keeps_nothing(
     monkeypatch.setenv("SPOTSYNC_DATABASE", "memory:")
     assert main(["run", "--insecure-local"]) == 2
     assert "keeps nothing once the process ends" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["events", "--since", "-5"], ["replay", "--until", "-1"]])
+def test_a_negative_position_is_refused(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(command)
+    assert exit_.value.code == 2
+    assert "positions start at 1" in capsys.readouterr().err
