@@ -144,6 +144,8 @@ def create_app(
         middleware=[Middleware(CatchAllMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
     )
+    # A path with a slash too many is a JSON 404 like any unknown path, not an empty 307.
+    app.router.redirect_slashes = False
     app.state.store = store
     app.state.metrics = metrics if metrics is not None else Metrics()
     app.state.api_token = None if config.api_token is None else config.api_token.encode("utf-8")

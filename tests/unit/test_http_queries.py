@@ -107,6 +107,16 @@ async def test_unknown_or_odd_ids_are_json_404(client: httpx.AsyncClient, path: 
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("path", ["/v1/contracts/", "/healthz/", "/v1/contracts/d-1/events/"])
+async def test_a_trailing_slash_is_a_json_404_not_a_redirect(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.anyio
 async def test_list_filters_by_status_sync_and_updated_since(
     client: httpx.AsyncClient, store: MemoryEventStore
 ) -> None:
