@@ -119,7 +119,7 @@ def routes(sb: Sandbox) -> list[Route]:
                   **contract.summary(sb.public_url(request))}
         workflow = body.get("workflow_config") or {}
         if isinstance(workflow, dict) and workflow.get("auto_send_to_counterparty"):
-            sb.send(contract)
+            sb.send(contract, body.get("send_to_counterparty_config") or {})
         delay = sb.gate.faults.create_delay_ms
         if delay:
             await anyio.sleep(delay / 1000)
@@ -134,7 +134,7 @@ def routes(sb: Sandbox) -> list[Route]:
         if contract.status != "DRAFT":
             return public_error(402, WORKFLOW_STATE_CODE, f"Contract {contract.id} is "
                                 f"{contract.status}; only a DRAFT contract can be sent.")
-        sb.send(contract)
+        sb.send(contract, body)
         # The description documents 200 with no body.
         return Response(status_code=200)
 

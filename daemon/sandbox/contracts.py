@@ -46,6 +46,8 @@ class Contract:
     executed: dt.datetime | None = None
     document: bytes | None = None
     activities: list[str] = field(default_factory=list)
+    # Who the send emailed: {"to_recipients": [...], "cc_recipients": [...]} once sent.
+    recipients: dict[str, list[str]] | None = None
 
     @property
     def id(self) -> str:
@@ -81,6 +83,16 @@ class Contract:
             "created_by_workspace": WORKSPACE_ID,
             "external_metadata": self.external_metadata,
             "reference_id": self.reference_id,
+        }
+
+    def send_to(self, body: dict[str, Any]) -> None:
+        """Note whom a send emails: the ``to_emails`` given, else each counterparty's
+        contact (SpotDraft's "configured counterparty recipients"), and ``cc_emails``."""
+        contacts = [str((party.get("poc_details") or {}).get("email", ""))
+                    for party in self.counterparties]
+        self.recipients = {
+            "to_recipients": list(body.get("to_emails") or [c for c in contacts if c]),
+            "cc_recipients": list(body.get("cc_emails") or []),
         }
 
     def key_pointers(self) -> list[dict[str, Any]]:

@@ -135,7 +135,9 @@ class Sandbox:
         self._emit(contract, [(a, None, None) for a in activities])
         return contract
 
-    def send(self, contract: Contract) -> None:
+    def send(self, contract: Contract, body: dict[str, Any]) -> None:
+        """Send ``contract`` to its counterparties as a send_to_counterparties ``body`` asks."""
+        contract.send_to(body)
         self._advance(contract)
         if self.options.auto_sign is not None and self._tg is not None:
             self._tg.start_soon(self._auto_sign, contract)

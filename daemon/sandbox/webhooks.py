@@ -32,6 +32,8 @@ from daemon.sandbox.options import Faults, SandboxOptions
 from daemon.sandbox.stats import Stats
 
 SIGNATURE_HEADER = "X-SD-WEBHOOK-CONTENT-HASH"
+# Who performs what no user does: "Can be set to `SYSTEM` for system initiated actions."
+SYSTEM = {"name": "SYSTEM"}
 # ActivityEnum of the description: what a webhook registration may ask for.
 ACTIVITIES = frozenset({
     "CONTRACT_VERSION_UPLOADED", "CONTRACT_APPROVAL_COMPLETED", "CONTRACT_APPROVAL_REQUESTED",
@@ -58,15 +60,27 @@ def sign(key: bytes, body: bytes) -> str:
 def activity_payload(
     contract: Contract, activity: str, actor: Signatory | None = None, status: str | None = None
 ) -> dict[str, Any]:
-    """The ``ContractActivityDomainModel`` body for ``activity`` on ``contract``."""
-    performer = ({"name": actor.name, "email": actor.email} if actor
-                 else dict(contract.business_user))
+    """The ``ContractActivityDomainModel`` body for ``activity`` on ``contract``.
+
+    Shaped as the description's examples: execution is performed by ``{"name": "SYSTEM"}``
+    (no email), a send names its ``counterparty_email_recipients``.
+    """
+    if actor is not None:
+        performer = {"name": actor.name, "email": actor.email}
+    elif activity == "CONTRACT_EXECUTED":  # the last signature completes it, not a person
+        performer = dict(SYSTEM)
+    else:
+        performer = dict(contract.business_user)
+    activity_data: dict[str, Any] = {
+        "performed_by": performer,
+        "timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if activity == "CONTRACT_SENT_TO_COUNTERPARTY" and contract.recipients is not None:
+        activity_data["counterparty_email_recipients"] = {
+            kind: list(emails) for kind, emails in contract.recipients.items()}
     return {
         "activity": activity,
-        "activity_data": {
-            "performed_by": performer,
-            "timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
-        },
+        "activity_data": activity_data,
         "contract_id": contract.contract_id,
         "contract_title": contract.contract_name,
         "contract_type": contract.template.contract_type_name,
@@ -89,7 +103,8 @@ def _counterparty(index: int, details: dict[str, Any]) -> dict[str, Any]:
     poc = details.get("poc_details") or {}
     name = " ".join(p for p in (poc.get("first_name"), poc.get("last_name")) if p)
     item: dict[str, Any] = {
-        "type": "INDIVIDUAL" if details.get("is_individual") else "ORGANIZATION",
+        # "Valid options are Organization or Individual" (the description's wording).
+        "type": "Individual" if details.get("is_individual") else "Organization",
         "poc_name": name, "poc_email": poc.get("email", ""), "counterparty_id": index + 1,
     }
     if details.get("organization_name"):

@@ -23,6 +23,7 @@ ORGANIZATION_TYPES = ("company", "llc", "partnership")
 class Entity:
     reference_id: str
     name: str
+    # "The name of the country which is the jurisdiction for this entity" (webhook entity).
     jurisdiction: str
     type: str = "company"
 
@@ -30,8 +31,8 @@ class Entity:
 ENTITIES = {
     e.reference_id: e
     for e in (
-        Entity("ENT-US-01", "Spotsync Demo Inc.", "US"),
-        Entity("ENT-UK-01", "Spotsync Demo Ltd.", "GB"),
+        Entity("ENT-US-01", "Spotsync Demo Inc.", "United States"),
+        Entity("ENT-UK-01", "Spotsync Demo Ltd.", "United Kingdom"),
     )
 }
 DEFAULT_ENTITY = "ENT-US-01"

@@ -85,6 +85,46 @@ async def test_payloads_validate_against_contract_activity_domain_model() -> Non
         assert payload["external_metadata"]["id"] == acme()["external_metadata"]["id"]
 
 
+async def test_payloads_read_as_the_descriptions_examples() -> None:
+    """Counterparty type "Organization", the entity's country by name, SYSTEM executing,
+    and a send naming its email recipients."""
+    receiver = Receiver()
+    await _run_to_execution(_options(receiver))
+    payloads = {p["activity"]: p for p in (json.loads(r.content) for r in receiver.requests)}
+    created = payloads["CONTRACT_CREATED"]
+    assert [c["type"] for c in created["counterparties"]] == ["Organization"]
+    assert created["entity"]["jurisdiction"] == "United States"
+    assert payloads["CONTRACT_EXECUTED"]["activity_data"]["performed_by"] == {"name": "SYSTEM"}
+    sent = payloads["CONTRACT_SENT_TO_COUNTERPARTY"]["activity_data"]
+    assert sent["counterparty_email_recipients"] == {
+        "to_recipients": ["legal@acme.example"], "cc_recipients": []}
+    assert "counterparty_email_recipients" not in created["activity_data"]
+
+
+async def test_a_send_names_the_recipients_it_was_given() -> None:
+    """to_emails and cc_emails of the send are the webhook's to and cc recipients;
+    an individual counterparty is of type "Individual"."""
+    receiver = Receiver()
+    payload = acme()
+    payload["counter_party_details"] = [{
+        "is_individual": True,
+        "poc_details": {"first_name": "Jo", "last_name": "Park", "email": "jo@park.example"},
+    }]
+    async with Sandbox.running(_options(receiver)) as sandbox:
+        transport = httpx.ASGITransport(app=sandbox.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox.test",
+                                     headers=HEADERS) as client:
+            cid = await create(client, payload)
+            await client.post(f"{API}/contracts/{cid}/send_to_counterparties", json={
+                "attachment_formats": ["PDF"], "to_emails": ["ap@park.example"],
+                "cc_emails": ["owner@spotsync.example"], "bcc_emails": ["audit@spotsync.example"]})
+            await wait_until(sandbox, lambda: len(receiver.requests) == 2)
+    sent = json.loads(receiver.requests[1].content)
+    assert sent["activity_data"]["counterparty_email_recipients"] == {
+        "to_recipients": ["ap@park.example"], "cc_recipients": ["owner@spotsync.example"]}
+    assert [c["type"] for c in sent["counterparties"]] == ["Individual"]
+
+
 async def test_signature_verifies_with_the_descriptions_snippet() -> None:
     """The description's Python check passes on the body, and fails when one byte changes."""
     receiver = Receiver()
