@@ -1,8 +1,13 @@
-"""What every SpotDraft API call passes before its handler: auth, the rate limit, faults.
+"""What every SpotDraft API call passes around its handler: auth, the rate limit, faults.
 
 SpotDraft (a Django REST framework service) authenticates first and throttles
 second, so a request with bad credentials is a 401 and does not spend a token.
 Bodies use DRF's own wording where SpotDraft's description shows none.
+
+The two API faults fail on either side of the work: an ``api_error_rate`` 5xx is
+answered before the handler runs (nothing is done), while an ``api_timeout_rate``
+timeout lets the handler run and then loses its answer (the work is done, the client
+waits past its timeout for a 504), as a gateway timeout often means in real life.
 """
 
 from __future__ import annotations
@@ -86,16 +91,40 @@ class Gate:
         async def guarded(request: Request) -> Response:
             response = await self._check(request)
             if response is None:
+                # Both fates are drawn as the request arrives, so a seed decides them alike.
+                failure, times_out = self._fate()
                 self._stats.in_flight += 1
                 try:
-                    response = await self._faulty(endpoint) or await handler(request)
+                    await self._latency()
+                    response = failure or await handler(request)
                 finally:
                     self._stats.in_flight -= 1
-            if response.status_code != 504:  # a timeout was counted before it hung
-                self._stats.record(endpoint, response.status_code)
+                if failure is None and times_out:
+                    return await self._lose_answer(endpoint)
+            self._stats.record(endpoint, response.status_code)
             return response
 
         return guarded
+
+    def _fate(self) -> tuple[Response | None, bool]:
+        """The 5xx this request fails with before any work, or whether its answer is lost."""
+        faults = self.faults
+        if faults.api_error_rate and self._rng.random() < faults.api_error_rate:
+            return detail(self._rng.choice((500, 502, 503)), "Upstream error"), False
+        return None, bool(faults.api_timeout_rate
+                          and self._rng.random() < faults.api_timeout_rate)
+
+    async def _latency(self) -> None:
+        low, high = self.faults.latency_ms
+        if high:
+            await anyio.sleep(self._rng.uniform(low, high) / 1000)
+
+    async def _lose_answer(self, endpoint: str) -> Response:
+        """The work is done; its answer comes after the client has given up waiting."""
+        # Counted now, while it hangs, and not "in flight": the client has stopped waiting.
+        self._stats.record(endpoint, 504)
+        await anyio.sleep(self._options.timeout_hang_s)
+        return detail(504, "Upstream timeout")
 
     async def _check(self, request: Request) -> Response | None:
         client_id = request.headers.get("client-id")
@@ -112,24 +141,4 @@ class Gate:
             return detail(429, f"Request was throttled. Expected available in {seconds} "
                           f"second{'s' if seconds > 1 else ''}.",
                           headers={"Retry-After": str(seconds)})
-        return None
-
-    async def _faulty(self, endpoint: str) -> Response | None:
-        faults = self.faults
-        low, high = faults.latency_ms
-        if high:
-            await anyio.sleep(self._rng.uniform(low, high) / 1000)
-        if faults.api_error_rate and self._rng.random() < faults.api_error_rate:
-            status = self._rng.choice((500, 502, 503))
-            return detail(status, "Upstream error")
-        if faults.api_timeout_rate and self._rng.random() < faults.api_timeout_rate:
-            # Nothing is done; the answer comes after the client has given up waiting.
-            self._stats.record(endpoint, 504)
-            # Not "in flight": the client stops waiting long before this answer.
-            self._stats.in_flight -= 1
-            try:
-                await anyio.sleep(self._options.timeout_hang_s)
-            finally:
-                self._stats.in_flight += 1
-            return detail(504, "Upstream timeout")
         return None

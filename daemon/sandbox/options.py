@@ -35,8 +35,8 @@ class FaultsError(ValueError):
 class Faults:
     """Misbehaviour on demand. Rates are probabilities per request or per delivery."""
 
-    api_error_rate: float = 0.0
-    api_timeout_rate: float = 0.0
+    api_error_rate: float = 0.0  # a 5xx before any work is done
+    api_timeout_rate: float = 0.0  # the work is done, then its answer is lost (a late 504)
     latency_ms: tuple[int, int] = (0, 0)
     rate_limit_rps: float = DEFAULT_RATE_LIMIT_RPS
     webhook_drop_rate: float = 0.0

@@ -96,6 +96,20 @@ async def test_error_rate_one_answers_5xx_and_changes_nothing() -> None:
     assert sandbox.contracts() == []
 
 
+async def test_timeout_rate_one_does_the_work_and_answers_504() -> None:
+    """With api_timeout_rate 1 the create and the send are carried out; only the answer is lost."""
+    options = SandboxOptions(faults=Faults(api_timeout_rate=1.0), timeout_hang_s=0)
+    async with sandbox_client(options) as (sandbox, client):
+        created = await client.post(f"{API}/contracts/", json=acme())
+        sent = await client.post(f"{API}/contracts/T-1/send_to_counterparties", json={})
+        stats = (await client.get("/_sandbox/stats")).json()
+    assert (created.status_code, sent.status_code) == (504, 504)
+    check_response("createContract", created)
+    assert [(c["id"], c["contract_status"]) for c in sandbox.contracts()] == [("T-1", "REDLINING")]
+    assert stats["calls"]["POST /api/v2.1/public/contracts/"] == {"504": 1}
+    assert stats["in_flight"] == 0
+
+
 async def test_stats_count_calls_by_endpoint_and_status() -> None:
     """Stats group calls by method and path template, then by status."""
     async with sandbox_client() as (_, client):
