@@ -22,9 +22,11 @@ _EXTERNAL_ID = re.compile(EXTERNAL_ID_PATTERN)
 # them), and a surrogate range makes the pattern unusable to Rust-regex-based tools.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
-# "Not blank": some character that is neither whitespace nor an information separator
-# (\x1c-\x1f count as whitespace to Python but not to Unicode; this agrees with both).
-VISIBLE_PATTERN = r"[^\s\x1c-\x1f]"
+# "Not blank": some character that is neither whitespace nor an information separator.
+# Engines disagree on \s: \x1c-\x1f and \x85 are whitespace to Python but not to
+# ECMAScript (the published schema's regex), \ufeff the other way round; naming them all
+# makes the daemon and its schema agree.
+VISIBLE_PATTERN = r"[^\s\x1c-\x1f\x85\ufeff]"
 _VISIBLE = re.compile(VISIBLE_PATTERN)
 
 ATTACHMENT_FORMATS = ("PDF", "DOCX", "TEMPLATE")

@@ -424,3 +424,14 @@ async def test_a_contract_created_in_spotdraft_takes_no_other_request(
     assert made.status_code == other.status_code == 409
     assert "failed after SpotDraft created it" in made.json()["error"]["message"]
     assert "different payload" in other.json()["error"]["message"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("blank", ["", " \t", "\x1c", "\x85", "\ufeff", "\u3000"])
+async def test_a_name_of_whitespace_alone_is_422(client: httpx.AsyncClient, blank: str) -> None:
+    """Whitespace by any engine's count (Python's or the published schema's) is blank."""
+    payload = acme("deal-blank")
+    payload["counter_party_details"][0]["poc_details"]["first_name"] = blank
+    response = await client.post("/v1/contracts", json=payload)
+    assert response.status_code == 422
+    assert fields_of(response) == {"counter_party_details[0].poc_details.first_name"}
