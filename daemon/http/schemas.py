@@ -79,7 +79,7 @@ COUNTERPARTY = obj(
         "organization_details": obj(
             {"jurisdiction": STR, "jurisdiction_iso_code": STR, "address": {"type": "object"}}
         ),
-        "party_role_identifier": STR,
+        "party_role_identifier": {"type": "string", "minLength": 1},
     },
     ("is_individual", "poc_details"),
     # organization_name is required for organisations (is_individual false)
@@ -131,6 +131,17 @@ CONTRACT_REQUEST = obj(
                     "note": STR,
                 },
                 ("name", "email", "is_counterparty_signatory"),
+                # a counterparty's signatory names its counterparty (as SpotDraft requires)
+                **{
+                    "if": obj(
+                        {"is_counterparty_signatory": {"const": True}},
+                        ("is_counterparty_signatory",),
+                    ),
+                    "then": {
+                        "required": ["counterparty_name"],
+                        "properties": {"counterparty_name": NONEMPTY},
+                    },
+                },
             ),
         },
         "send_to_counterparties": {

@@ -171,6 +171,9 @@ def _validate_counterparty(errors: Errors, at: str, party: object) -> None:
         prefix,
         {"organization_type": "string", "party_role_identifier": "string"},
     )
+    role = party.get("party_role_identifier")
+    if isinstance(role, str) and not role:
+        _add(errors, prefix + "party_role_identifier", "must not be empty")
     if "organization_details" in party and _check(
         errors, prefix + "organization_details", details := party["organization_details"], "object"
     ):
@@ -201,6 +204,17 @@ def _validate_signatory(errors: Errors, at: str, signatory: object) -> None:
             "note": "string",
         },
     )
+
+
+def _check_counterparty_name(errors: Errors, at: str, signatory: object) -> None:
+    """A counterparty's signatory names its counterparty, as SpotDraft requires (whether
+    the name matches one is SpotDraft's to say: the published schema cannot)."""
+    if not isinstance(signatory, dict) or signatory.get("is_counterparty_signatory") is not True:
+        return
+    name = signatory.get("counterparty_name")
+    if name is None or (isinstance(name, str) and not _VISIBLE.search(name)):
+        field = f"{at}.counterparty_name"
+        _add(errors, field, "is required when is_counterparty_signatory is true")
 
 
 def too_deep(value: object, limit: int = MAX_DEPTH) -> str | None:
@@ -287,6 +301,7 @@ def validate_intake(body: object) -> Errors:
     ):
         for i, signatory in enumerate(signatories):
             _validate_signatory(errors, f"signatories[{i}]", signatory)
+            _check_counterparty_name(errors, f"signatories[{i}]", signatory)
     if SEND_FIELD in body:
         errors.extend(validate_send(body[SEND_FIELD], SEND_FIELD + "."))
     return errors

@@ -435,3 +435,31 @@ async def test_a_name_of_whitespace_alone_is_422(client: httpx.AsyncClient, blan
     response = await client.post("/v1/contracts", json=payload)
     assert response.status_code == 422
     assert fields_of(response) == {"counter_party_details[0].poc_details.first_name"}
+
+
+@pytest.mark.anyio
+async def test_signatories_and_roles_are_checked_as_spotdraft_checks_them(
+    client: httpx.AsyncClient,
+) -> None:
+    """What SpotDraft would refuse with a 400 is named at intake instead: a counterparty's
+    signatory names its counterparty, and a party role is not empty."""
+    payload = acme("deal-signers")
+    payload["counter_party_details"][0]["party_role_identifier"] = ""
+    payload["signatories"] = [
+        {"name": "Avery", "email": "a@acme.example", "is_counterparty_signatory": True},
+        {"name": "Blake", "email": "b@acme.example", "is_counterparty_signatory": True,
+         "counterparty_name": " "},
+        {"name": "Casey", "email": "c@acme.example", "is_counterparty_signatory": True,
+         "counterparty_name": "Acme Inc."},
+        {"name": "Drew", "email": "d@us.example", "is_counterparty_signatory": False},
+    ]
+    response = await client.post("/v1/contracts", json=payload)
+    assert response.status_code == 422
+    assert fields_of(response) == {
+        "counter_party_details[0].party_role_identifier",
+        "signatories[0].counterparty_name",
+        "signatories[1].counterparty_name",
+    }
+    payload["counter_party_details"][0]["party_role_identifier"] = "customer"
+    payload["signatories"] = [payload["signatories"][2], payload["signatories"][3]]
+    assert (await client.post("/v1/contracts", json=payload)).status_code == 202
