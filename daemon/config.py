@@ -101,6 +101,8 @@ def load_settings(
             raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
+        if "timeout" in raw:  # SPOTDRAFT_TIMEOUT, by the file's rule (no prefix)
+            raw["spotdraft_timeout"] = raw.pop("timeout")
         unknown = sorted(set(raw) - set(ENVIRONMENT))
         if unknown:
             raise ConfigError(f"config file {config_file}: unknown keys {', '.join(unknown)}")

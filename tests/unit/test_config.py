@@ -92,3 +92,11 @@ def test_a_flag_in_the_file_is_no_number(tmp_path: Path) -> None:
 def test_an_ipv6_listen_address_is_written_in_brackets() -> None:
     settings = load_settings(environ={"SPOTSYNC_LISTEN": "[::1]:8443"})
     assert (settings.listen_host, settings.listen_port) == ("::1", 8443)
+
+
+def test_the_file_names_each_variable_without_its_prefix(tmp_path: Path) -> None:
+    """SPOTDRAFT_TIMEOUT is ``timeout`` in the file, as SPOTDRAFT_BASE_URL is ``base_url``."""
+    config = tmp_path / "spotsync.toml"
+    config.write_text('timeout = "5s"\nbase_url = "https://api.us.spotdraft.com"\n')
+    settings = load_settings(config, environ={})
+    assert (settings.spotdraft_timeout, settings.base_url) == (5.0, "https://api.us.spotdraft.com")
