@@ -154,6 +154,6 @@ def create_app(
     app.state.subscriptions_running = subscriptions_running
     app.state.lag_checkpoints = tuple(lag_checkpoints)
     app.state.on_scrape = on_scrape
-    app.state.openapi = openapi_document()
+    app.state.openapi = openapi_document(bearer=config.api_token is not None)
     app.state.known_streams = KnownStreams()
     return app

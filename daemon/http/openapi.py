@@ -61,7 +61,19 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
     }
 
 
-def openapi_document() -> Schema:
+def openapi_document(*, bearer: bool = True) -> Schema:
+    """The API's description; ``bearer=False`` for a daemon serving /v1 without a token
+    (``--insecure-local``), which then asks for none."""
+    document = _document()
+    if not bearer:
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                operation.pop("security", None)
+        del document["components"]["securitySchemes"]
+    return document
+
+
+def _document() -> Schema:
     contract_paths: Schema = {
         "/v1/contracts": {
             "post": {

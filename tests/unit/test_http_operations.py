@@ -146,6 +146,31 @@ async def test_two_apps_have_separate_registries(store: MemoryEventStore) -> Non
 
 
 @pytest.mark.anyio
+async def test_the_description_asks_for_a_token_only_where_one_is_needed(
+    store: MemoryEventStore,
+) -> None:
+    """With a token, /v1 operations declare bearer auth; served without one
+    (--insecure-local), the description asks for none."""
+
+    def secured(spec: dict[str, Any]) -> set[str]:
+        return {
+            path for path, operations in spec["paths"].items()
+            for operation in operations.values() if "security" in operation
+        }
+
+    async with client_for(create_app(store, Config())) as client:
+        with_token = (await client.get("/openapi.json")).json()
+    local = create_app(store, Config(api_token=None), allow_anonymous=True)
+    async with client_for(local) as client:
+        without = (await client.get("/openapi.json")).json()
+    assert {p for p in secured(with_token) if p.startswith("/v1")} == {
+        p for p in with_token["paths"] if p.startswith("/v1")
+    }
+    assert secured(without) == set()
+    assert "securitySchemes" not in without["components"]
+
+
+@pytest.mark.anyio
 async def test_openapi_document_is_valid(client: httpx.AsyncClient) -> None:
     """/openapi.json is OpenAPI 3.1 whose schemas are valid JSON Schema and cover every route."""
     spec = (await client.get("/openapi.json")).json()
