@@ -8,6 +8,14 @@ drives the same steps the missed webhook would have. A contract without a SpotDr
 gets a ``ReconcileRequested`` instead (no call needed): the handlers look it up or
 create it, as its intent says.
 
+An answer that tells nothing new, about a contract waiting on people (to send, sign,
+countersign), asks for a longer wait before the next call: twice the last one, up to 16
+times ``stale_after`` (``quiet_for`` in ``StatusObserved``, folded into the contract's
+key in ``reconcile_due``). A contract awaiting signature for weeks is asked a few times
+a day, not every ``stale_after``: its timeline and the log stay readable, and the batch
+goes to the contracts that may have missed a webhook. Any other event about the
+contract (a webhook, a request) ends the wait.
+
 A step deferred on a transient failure (SpotDraft down longer than the client's own
 retries) does not wait for ``stale_after``: its row says when to try again (30 s, then
 doubling up to 15 minutes, ``projections.runner.retry_at``), and the pass nudges it
@@ -26,12 +34,16 @@ from anyio.abc import TaskStatus
 from eventstore import EventStore, NewEvent
 from eventstore.envelope import format_timestamp, utcnow
 from handlers.api import SpotDraftAPI
+from handlers.decisions import outstanding
 from handlers.spotdraft.errors import SpotDraftError
-from projections.contract import ContractState
+from projections.contract import ContractState, merge_status
 from projections.events import EventType, contract_stream
 from projections.runner import CONTRACTS, RECONCILE_DUE
 
 log = structlog.get_logger("spotsync.reconciler")
+
+# Quiet answers in a row stretch the time between calls, up to this many stale_after.
+QUIET_MAX_FACTOR = 16
 
 
 @dataclass(slots=True)
@@ -91,11 +103,16 @@ async def reconcile_once(
             NewEvent(EventType.SPOTDRAFT_CALL_RECORDED, e.to_event_data(), "reconciler")
             for e in result.exchanges
         ]
+        status = result.value.get("contract_status")
         observed = {
-            "contract_status": result.value.get("contract_status"),
+            "contract_status": status,
             "contract_name": result.value.get("contract_name"),
             "by": "reconciler",
         }
+        if _quiet(state, status):
+            wait = min(2 * state.quiet_for + stale_after, (QUIET_MAX_FACTOR - 1) * stale_after)
+            observed["quiet_for"] = wait
+            observed["next_call_in"] = wait + stale_after  # for people reading the log
         events.append(NewEvent(EventType.STATUS_OBSERVED, observed, "reconciler"))
         await store.append(
             contract_stream(state.external_id),
@@ -105,9 +122,13 @@ async def reconcile_once(
     return report
 
 
-async def _retry_deferred(
-    store: EventStore, now: str, batch: int, report: ReconcileReport
-) -> None:
+def _quiet(state: ContractState, status: object) -> bool:
+    """Whether a status answer leaves the contract as it was, waiting on people alone."""
+    unchanged = merge_status(state, status if isinstance(status, str) else None) == state
+    return unchanged and state.deferred is None and not outstanding(state, "")
+
+
+async def _retry_deferred(store: EventStore, now: str, batch: int, report: ReconcileReport) -> None:
     """Nudge the contracts whose deferred step is due again (a handful, in an outage)."""
     rows = await store.query_documents(RECONCILE_DUE, at_least={"retry_at": ""})
     for _, row in sorted(rows, key=lambda kv: str(kv[1]["retry_at"])):

@@ -35,6 +35,9 @@ from projections.events import (
     external_id_of,
 )
 
+# The longest wait a status answer may ask for (what an imported log says is bounded).
+QUIET_FOR_MAX = 7 * 24 * 3600.0
+
 
 # Not slotted: the fold copies and changes the instance __dict__ (``apply``), several
 # times faster than ``dataclasses.replace`` on a frozen class, which matters on long logs.
@@ -72,6 +75,9 @@ class ContractState:
     last_position: int = 0
     updated_at: str | None = None
     last_heard_at: str | None = None
+    # Seconds the reconciler waits on top of stale_after before it asks again: its last
+    # answer saw nothing new (see handlers.reconciler). Any later event clears it.
+    quiet_for: float = 0.0
 
     @property
     def created(self) -> bool:
@@ -119,6 +125,7 @@ class ContractState:
             "last_position": self.last_position,
             "updated_at": self.updated_at,
             "_last_heard_at": self.last_heard_at,
+            "_quiet_for": self.quiet_for,
             "_key_pointers_stored": self.key_pointers is not None,
             "_version": self.version,
             "_correlation_id": self.correlation_id,
@@ -175,6 +182,7 @@ class ContractState:
             last_position=int(doc.get("last_position", 0)),
             updated_at=doc.get("updated_at"),
             last_heard_at=doc.get("_last_heard_at"),
+            quiet_for=float(doc.get("_quiet_for") or 0.0),
         )
 
 
@@ -206,6 +214,7 @@ def apply(
     fields["version"] = event.version
     fields["last_position"] = event.position
     fields["updated_at"] = fields["last_heard_at"] = stamp
+    fields["quiet_for"] = 0.0
     handler = _APPLY.get(event.type)
     if handler is not None:
         handler(fields, event.data, event.metadata)
@@ -246,6 +255,7 @@ class StreamFold:
             fields["version"] = version
             fields["last_position"] = position
             fields["updated_at"] = fields["last_heard_at"] = stamp
+            fields["quiet_for"] = 0.0
             handler = handlers.get(type_)
             if handler is not None:
                 meta = loads(metadata) if type_ in reads_metadata else _NO_METADATA
@@ -383,6 +393,9 @@ def _sent(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
 
 def _status(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     _merge_status(s, _text(d.get("contract_status")))
+    quiet_for = d.get("quiet_for")
+    if isinstance(quiet_for, int | float) and not isinstance(quiet_for, bool) and quiet_for > 0:
+        s["quiet_for"] = min(float(quiet_for), QUIET_FOR_MAX)
 
 
 def _webhook(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:

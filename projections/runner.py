@@ -5,9 +5,11 @@ Three collections, written with the projection's checkpoint in one ``commit_proj
 - ``contracts``: key external_id → the contract's document (SPEC section 5, plus ``_`` keys);
 - ``contract_ids``: key ``str(contract_id)`` → ``{"external_id": ...}``, for webhooks that
   name only SpotDraft's id;
-- ``reconcile_due``: key ``"{_last_heard_at} {external_id}"`` → ``{"external_id", ...}`` for
-  every contract that is neither final nor failed. Keys sort by time, so the reconciler
-  reads the most overdue first and stops at the first one heard from recently.
+- ``reconcile_due``: key ``"{time} {external_id}"`` → ``{"external_id", ...}`` for every
+  contract that is neither final nor failed; the time is when it was last heard from,
+  moved later by the wait a quiet status answer asked for (``due_key``). Keys sort by
+  time, so the reconciler reads the most overdue first and stops at the first one that
+  is not overdue yet.
 
 The runner reads the log a page at a time and commits one batch per page, so catching
 up a long log costs one transaction per few hundred events; reading the next page,
@@ -85,10 +87,19 @@ def retry_at(state: ContractState) -> str | None:
 
 
 def due_key(state: ContractState | None) -> str | None:
-    """The contract's key in ``reconcile_due``, or None when it needs no reconciling."""
+    """The contract's key in ``reconcile_due``, or None when it needs no reconciling.
+
+    The key starts with when it was last heard from, moved later by the wait its last
+    status answer asked for (``quiet_for``): the reconciler asks once a key is older
+    than ``stale_after``.
+    """
     if state is None or state.last_heard_at is None or state.final or state.error is not None:
         return None
-    return f"{state.last_heard_at} {state.external_id}"
+    heard = state.last_heard_at
+    if state.quiet_for:
+        moved = parse_timestamp(heard) + timedelta(seconds=state.quiet_for)
+        heard = format_timestamp(moved)
+    return f"{heard} {state.external_id}"
 
 
 class ContractProjection:

@@ -154,7 +154,20 @@ def _sent(d: Mapping[str, Any], e: RecordedEvent) -> str:
 
 
 def _status(d: Mapping[str, Any], e: RecordedEvent) -> str:
-    return f"GET status → {d.get('contract_status')} ({d.get('by') or e.source})"
+    line = f"GET status → {d.get('contract_status')} ({d.get('by') or e.source})"
+    wait = d.get("next_call_in")
+    if isinstance(wait, int | float) and not isinstance(wait, bool):
+        line += f", nothing new: next call in {_span(wait)}"
+    return line
+
+
+def _span(seconds: float) -> str:
+    """``seconds`` as people say it: 45 s, 30 min, 4 h."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.3g} h"
 
 
 def _key_pointers(d: Mapping[str, Any], e: RecordedEvent) -> str:

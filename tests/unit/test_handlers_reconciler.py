@@ -9,13 +9,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from eventstore import MemoryEventStore, RecordedEvent
+from eventstore import MemoryEventStore, NewEvent, RecordedEvent
 from eventstore.envelope import utcnow
 from handlers.parked import NotParkedError, list_parked, retry_parked
 from handlers.reconciler import ReconcileReport, reconcile_once
 from handlers.worker import HandlerRunner
 from projections.events import EventType
 from projections.runner import ContractProjection, catch_up
+from projections.timeline import Timeline
 from tests.unit.test_handlers_support import (
     FakeSpotDraft,
     handlers,
@@ -57,6 +58,49 @@ async def test_reconciler_asks_only_quiet_contracts_within_its_batch(tmp_path: P
     assert history[-1].type == EventType.STATUS_OBSERVED
     assert history[-1].data["by"] == "reconciler"
     assert len(set(report.external_ids)) == 2
+
+
+async def test_a_contract_waiting_on_people_is_asked_less_often_until_something_happens(
+    tmp_path: Path,
+) -> None:
+    """A draft nobody sends: each answer that tells nothing new doubles the wait before
+    the next call (15, 30, 60 ... minutes, at most 16 times stale_after, so a contract
+    waiting weeks costs a few calls a day); a webhook about it ends the wait, and an
+    answer that moves it on asks for none."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with handlers(store, client, tmp_path):
+        await request(store)
+        with anyio.fail_after(5):
+            await settle(store)
+
+    async def asked(after: timedelta) -> bool:
+        await _project(store)
+        report = await reconcile_once(store, client, stale_after=900, batch=5, now=utcnow() + after)
+        return report.status_calls == 1
+
+    for minutes in (15, 30, 60, 120, 240, 240, 240):
+        assert not await asked(timedelta(minutes=minutes - 1))
+        assert await asked(timedelta(minutes=minutes))
+    last = (await store.read_stream("contract-deal-1"))[-1]
+    assert (last.type, last.data["next_call_in"]) == (EventType.STATUS_OBSERVED, 4 * 3600)
+    assert Timeline().summary(last) == (
+        "GET status → DRAFT (reconciler), nothing new: next call in 4 h"
+    )
+
+    webhook = {"activity": "CONTRACT_DATA_UPDATED", "contract_status": "DRAFT"}
+    await store.append(
+        "contract-deal-1",
+        [NewEvent(EventType.WEBHOOK_RECEIVED, webhook, "webhook")],
+        expected_version=None,
+    )
+    assert not await asked(timedelta(minutes=14))
+    assert await asked(timedelta(minutes=15))
+
+    client.contracts["T-1"]["contract_status"] = "REDLINING"  # sent from SpotDraft's app
+    assert await asked(timedelta(minutes=30))
+    moved = (await store.read_stream("contract-deal-1"))[-1]
+    assert (moved.data["contract_status"], "quiet_for" in moved.data) == ("REDLINING", False)
+    assert await asked(timedelta(minutes=15))
 
 
 async def test_a_step_deferred_in_an_outage_is_tried_again_within_a_minute(
