@@ -35,6 +35,7 @@ from handlers.sink import Sink
 from handlers.spotdraft import RateBudget, SpotDraftClient, SpotDraftCredentials
 from handlers.worker import CHECKPOINT as HANDLERS_CHECKPOINT
 from handlers.worker import run_handlers
+from projections.rebuild import rebuild_if_outdated
 from projections.runner import PROJECTION, run_projections
 
 log = structlog.get_logger("spotsync.daemon")
@@ -132,6 +133,8 @@ class Daemon:
                 allow_anonymous=self.insecure_local,
             )
             handlers_stop = anyio.Event()
+            # Rows folded by another version of the fold are folded again before serving.
+            await rebuild_if_outdated(store)
             async with anyio.create_task_group() as workers:
                 await workers.start(
                     lambda task_status: run_projections(store, task_status=task_status)

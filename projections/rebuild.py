@@ -25,13 +25,24 @@ from typing import Any
 
 import anyio
 import anyio.to_process
+import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from eventstore import Document, DocumentWrite, EventStore, open_store
 from projections.contract import StreamFold
 from projections.events import CONTRACT_STREAM_PREFIX
 from projections.longruns import one_failure, rare_gc
-from projections.runner import LIVE, SHADOW, Tables, state_writes
+from projections.runner import (
+    LIVE,
+    SHADOW,
+    SHAPE,
+    Tables,
+    shape_write,
+    state_writes,
+    stored_shape,
+)
+
+log = structlog.get_logger("spotsync.projections")
 
 MAX_REPORTED = 100
 # Below this many events, starting worker processes costs more than it saves.
@@ -100,7 +111,25 @@ async def rebuild(
         await store.drop_projection(LIVE.name, LIVE.collections)
         await _copy(store, SHADOW, LIVE, report.position)
         await store.drop_projection(SHADOW.name, SHADOW.collections)
+    await store.commit_projection(LIVE.name, last, [shape_write()])
     report.seconds = time.monotonic() - started
+    return report
+
+
+async def rebuild_if_outdated(store: EventStore) -> RebuildReport | None:
+    """Rebuild the live read models if an earlier (or later) spotsync wrote them with
+    another shape of the fold (``projections.runner.SHAPE``); None when they are current."""
+    shape = await stored_shape(store)
+    if shape is None or shape == SHAPE:
+        return None
+    log.warning(
+        "the read models were written by another version of spotsync: rebuilding them",
+        shape=shape,
+        expected=SHAPE,
+        events=await store.last_position(),
+    )
+    report = await rebuild(store)
+    log.info("read models rebuilt", events=report.position, seconds=round(report.seconds, 1))
     return report
 
 

@@ -64,6 +64,27 @@ SHADOW = Tables(
 )
 
 
+# The shape of the rows. Raise it with any change to the fold or to the rows that makes
+# rows written before differ from a fold of the same log today: ``spotsync run`` then
+# rebuilds the read models before it serves (``projections.rebuild.rebuild_if_outdated``).
+# 1: rows written before the shape was recorded; 2: quiet status answers (``_quiet_for``).
+SHAPE = 2
+SHAPES = "projection_shapes"  # projection name -> {"shape": n}
+
+
+def shape_write(tables: Tables = LIVE) -> DocumentWrite:
+    """The row that says ``tables`` hold rows of today's shape."""
+    return DocumentWrite(SHAPES, tables.name, {"shape": SHAPE})
+
+
+async def stored_shape(store: EventStore, tables: Tables = LIVE) -> int | None:
+    """The shape of the rows in ``tables``; None when nothing is folded yet."""
+    doc = await store.get_document(SHAPES, tables.name)
+    if doc is not None and isinstance(doc.get("shape"), int):
+        return int(doc["shape"])
+    return None if await store.load_checkpoint(tables.name) == 0 else 1
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """A folded batch: the rows to write, and the position its checkpoint moves to."""
@@ -265,6 +286,8 @@ async def run_projections(
 ) -> None:
     """Keep the live read models up to date; ``started()`` once caught up. Runs until cancelled."""
     projection = ContractProjection(store)
+    if await stored_shape(store) is None:
+        await store.commit_projection(PROJECTION, 0, [shape_write()])  # a new store
     started = False
     while True:
         position = await catch_up(store, projection, batch_size=batch_size)

@@ -19,15 +19,18 @@ from eventstore import (
     open_store,
 )
 from projections.events import EventType, contract_stream
-from projections.rebuild import rebuild
+from projections.rebuild import rebuild, rebuild_if_outdated
 from projections.runner import (
     CONTRACT_IDS,
     CONTRACTS,
     PROJECTION,
     RECONCILE_DUE,
+    SHAPE,
+    SHAPES,
     ContractProjection,
     catch_up,
     run_projections,
+    stored_shape,
     wait_for_projection,
 )
 from tests.unit.test_projections_support import REQUEST
@@ -121,6 +124,37 @@ async def test_rebuild_equals_live_and_verify_reports_a_corrupted_row() -> None:
     assert [d.describe() for d in report.differences] == ["contracts/deal-03: differs (status)"]
     assert await store.query_documents(CONTRACTS) == live
     assert await store.load_checkpoint(PROJECTION) == await store.last_position()
+
+
+async def test_rows_of_another_shape_of_the_fold_are_folded_again_at_start() -> None:
+    """A new store is stamped with today's shape of the rows and left alone; rows that an
+    earlier spotsync wrote (no shape recorded, a field it did not know, a fold that
+    differed) are refolded from the log by ``rebuild_if_outdated``, which ``run`` calls
+    before it serves."""
+    store = MemoryEventStore()
+    assert await stored_shape(store) is None
+    for n in range(3):
+        await _contract(store, f"deal-{n}", 10 + n)
+    async with anyio.create_task_group() as tg:
+        await tg.start(run_projections, store)
+        tg.cancel_scope.cancel()
+    assert await stored_shape(store) == SHAPE
+    assert await rebuild_if_outdated(store) is None
+    today = await store.query_documents(CONTRACTS)
+
+    earlier = {k: v for k, v in today[1][1].items() if k != "_quiet_for"} | {"sync": "pending"}
+    position = await store.load_checkpoint(PROJECTION)
+    await store.commit_projection(
+        PROJECTION,
+        position,
+        [DocumentWrite(SHAPES, PROJECTION, None), DocumentWrite(CONTRACTS, "deal-1", earlier)],
+    )
+    assert await stored_shape(store) == 1
+    report = await rebuild_if_outdated(store)
+    assert report is not None and report.position == position
+    assert await store.query_documents(CONTRACTS) == today
+    assert await stored_shape(store) == SHAPE
+    assert await store.load_checkpoint(PROJECTION) == position
 
 
 async def test_a_contract_created_twice_maps_its_last_id_live_and_rebuilt() -> None:
