@@ -101,10 +101,10 @@ def decide(
     commands: list[Command] = []
 
     if event.type == EventType.RETRY_REQUESTED and before.sink_parked is not None:
-        parked = before.sink_parked
-        commands.append(
-            NotifySink(str(parked.get("milestone")), str(parked.get("webhook_id") or webhook_id))
-        )
+        # The parked delivery first, then those held behind it, each under its own id.
+        for parked in (before.sink_parked, *before.sink_held):
+            milestone = str(parked.get("milestone"))
+            commands.append(NotifySink(milestone, str(parked.get("webhook_id") or webhook_id)))
     nudge = event.type in _NUDGES or (
         event.type == EventType.STATUS_OBSERVED and event.data.get("by") == "reconciler"
     )
@@ -153,6 +153,8 @@ def refine(command: Command, current: ContractState) -> Command | None:
     if isinstance(command, NotifySink):
         if command.milestone in current.notified:
             return None
+        if any(held.get("milestone") == command.milestone for held in current.sink_held):
+            return None  # waits behind the parked delivery until an operator's retry
         if command.milestone == "synced" and not current.data_complete:
             return None
         return command

@@ -304,6 +304,20 @@ class Executor:
             return await self._record(
                 trigger, current, [NewEvent(EventType.SINK_DELIVERED, fact, "sink")]
             )
+        parked = current.sink_parked
+        if parked is not None and parked.get("milestone") != command.milestone:
+            # The sink hears a contract's milestones in order: while one is parked, the
+            # next is held behind it (and listed with it) rather than told out of turn.
+            ahead = str(parked.get("milestone"))
+            fact = {
+                **base,
+                "attempts": 0,
+                "error": f"held back until the {ahead} delivery before it gets through",
+                "held_behind": ahead,
+            }
+            return await self._record(
+                trigger, current, [NewEvent(EventType.SINK_GAVE_UP, fact, "sink")]
+            )
         data = public_view(current.to_document())
         if command.milestone == "synced":
             data["sync"] = "synced"  # what this very delivery makes true

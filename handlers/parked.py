@@ -56,10 +56,13 @@ def _item(kind: str, state: ContractState) -> ParkedItem:
             state.last_position,
         )
     parked = state.sink_parked or {}
+    step = f"sink {parked.get('milestone')}"
+    if state.sink_held:
+        step += f" (then {', '.join(str(held.get('milestone')) for held in state.sink_held)})"
     return ParkedItem(
         state.external_id,
         "sink",
-        f"sink {parked.get('milestone')}",
+        step,
         str(parked.get("error") or "the sink did not answer 2xx"),
         "make SPOTSYNC_SINK_URL reachable and answering 2xx, then retry",
         state.last_position,

@@ -71,6 +71,8 @@ class ContractState:
     deferrals: int = 0  # transient failures in a row of the deferred step
     notified: tuple[str, ...] = ()
     sink_parked: Mapping[str, Any] | None = None
+    # Later milestones waiting behind the parked delivery: the sink hears them in order.
+    sink_held: tuple[Mapping[str, Any], ...] = ()
     version: int = 0
     last_position: int = 0
     updated_at: str | None = None
@@ -143,6 +145,7 @@ class ContractState:
             "_deferrals": self.deferrals,
             "_notified": list(self.notified),
             "_sink_parked": None if self.sink_parked is None else dict(self.sink_parked),
+            "_sink_held": [dict(held) for held in self.sink_held],
             # text, so parked work can be queried: "failed", "sink" or null
             "_parked": "failed"
             if self.error is not None
@@ -178,6 +181,7 @@ class ContractState:
             deferrals=int(doc.get("_deferrals", 0)),
             notified=tuple(doc.get("_notified") or ()),
             sink_parked=doc.get("_sink_parked"),
+            sink_held=tuple(doc.get("_sink_held") or ()),
             version=int(doc.get("_version", 0)),
             last_position=int(doc.get("last_position", 0)),
             updated_at=doc.get("updated_at"),
@@ -441,18 +445,28 @@ def _sink_delivered(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> No
     milestone = str(d.get("milestone"))
     parked = s["sink_parked"]
     if parked is not None and parked.get("milestone") == milestone:
-        s["sink_parked"] = None
+        # What waited behind it is parked in its turn: a retry tells it next.
+        held = s["sink_held"]
+        s["sink_parked"] = held[0] if held else None
+        s["sink_held"] = held[1:]
     if milestone not in s["notified"]:
         s["notified"] = (*s["notified"], milestone)
 
 
 def _sink_gave_up(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
-    s["sink_parked"] = {key: d.get(key) for key in ("milestone", "webhook_id", "attempts", "error")}
+    given_up = {key: d.get(key) for key in ("milestone", "webhook_id", "attempts", "error")}
+    parked = s["sink_parked"]
+    if parked is None or parked.get("milestone") == given_up["milestone"]:
+        s["sink_parked"] = given_up
+    elif all(held.get("milestone") != given_up["milestone"] for held in s["sink_held"]):
+        # A later milestone while one is parked: it waits its turn, it does not replace it.
+        s["sink_held"] = (*s["sink_held"], given_up)
 
 
 def _retry(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     # A failure told to the sink may be told again if the retry fails again.
     s["error"] = s["sink_parked"] = s["deferred"] = None
+    s["sink_held"] = ()
     s["deferrals"] = 0
     s["notified"] = tuple(m for m in s["notified"] if m != "failed")
 

@@ -199,6 +199,8 @@ def _sink_failed(d: Mapping[str, Any], e: RecordedEvent) -> str:
 
 
 def _sink_gave_up(d: Mapping[str, Any], e: RecordedEvent) -> str:
+    if d.get("held_behind"):
+        return f"sink {d.get('milestone')} held behind the parked {d.get('held_behind')} (parked)"
     return (
         f"sink gave up on {d.get('milestone')} after {d.get('attempts')} attempts "
         f"(parked): {_cut(d.get('error'))}"

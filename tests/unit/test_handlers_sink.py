@@ -14,6 +14,7 @@ import pytest
 
 from eventstore import MemoryEventStore, NewEvent
 from handlers.documents import document_file_name
+from handlers.parked import retry_parked
 from handlers.sink import Sink, SinkAttempt, sign
 from projections.events import EventType, contract_stream
 from tests.unit.test_handlers_support import FakeSpotDraft, handlers, request, settle, webhook
@@ -100,6 +101,41 @@ async def test_sink_told_of_each_milestone_and_synced_waits_for_it(tmp_path: Pat
         if e.type == EventType.SINK_ATTEMPT_FAILED
     ]
     assert len(failed) == 2
+
+
+async def test_a_milestone_parked_behind_another_is_not_lost_and_keeps_its_turn(
+    tmp_path: Path,
+) -> None:
+    """Sink down through created and sent: both stay parked; a retry tells them in order."""
+    told: list[tuple[str, str]] = []
+    first_ids: dict[str, str] = {}
+    down = True
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        milestone = json.loads(req.content)["type"]
+        first_ids.setdefault(milestone, req.headers["webhook-id"])
+        if down:
+            return httpx.Response(503)
+        told.append((milestone, req.headers["webhook-id"]))
+        return httpx.Response(200)
+
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        sink = Sink("https://crm.test/hook", None, http=http, max_attempts=2, base_delay=0.0)
+        async with handlers(store, client, tmp_path, sink):
+            await request(store, send={})
+            with anyio.fail_after(5):
+                state = await settle(store)
+                assert state.sync == "sent"
+                assert state.sink_parked is not None
+                assert state.sink_parked["milestone"] == "created"
+                down = False
+                await retry_parked(store, "deal-1")
+                state = await settle(store)
+    assert [milestone for milestone, _ in told] == ["contract.created", "contract.sent"]
+    assert all(first_ids[milestone] == webhook_id for milestone, webhook_id in told)
+    assert state.notified == ("created", "sent")
+    assert state.sink_parked is None
 
 
 def _retry() -> NewEvent:
