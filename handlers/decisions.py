@@ -109,7 +109,13 @@ def decide(
         event.type == EventType.STATUS_OBSERVED and event.data.get("by") == "reconciler"
     )
     if nudge:
-        commands.extend(c for c in outstanding(new, webhook_id) if c not in commands)
+        # One delivery per milestone: a retried parked one keeps its webhook-id.
+        told = {c.milestone for c in commands if isinstance(c, NotifySink)}
+        commands.extend(
+            c
+            for c in outstanding(new, webhook_id)
+            if c not in commands and not (isinstance(c, NotifySink) and c.milestone in told)
+        )
         return commands
 
     if new.sync == "voided":
@@ -144,6 +150,10 @@ def outstanding(state: ContractState, webhook_id: str) -> list[Command]:
     if state.executed_seen:
         commands.extend(_pulls(state))
         if state.data_complete and "synced" not in state.notified:
+            # Tried before and parked: the same message again, so the sink can dedupe it.
+            parked = state.sink_parked
+            if parked is not None and parked.get("milestone") == "synced":
+                webhook_id = str(parked.get("webhook_id") or webhook_id)
             commands.append(NotifySink("synced", webhook_id))
     return commands
 

@@ -17,7 +17,14 @@ from handlers.documents import document_file_name
 from handlers.parked import retry_parked
 from handlers.sink import Sink, SinkAttempt, sign
 from projections.events import EventType, contract_stream
-from tests.unit.test_handlers_support import FakeSpotDraft, handlers, request, settle, webhook
+from tests.unit.test_handlers_support import (
+    FakeSpotDraft,
+    append,
+    handlers,
+    request,
+    settle,
+    webhook,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -136,6 +143,40 @@ async def test_a_milestone_parked_behind_another_is_not_lost_and_keeps_its_turn(
     assert all(first_ids[milestone] == webhook_id for milestone, webhook_id in told)
     assert state.notified == ("created", "sent")
     assert state.sink_parked is None
+
+
+async def test_a_parked_synced_delivery_is_retried_under_its_first_webhook_id(
+    tmp_path: Path,
+) -> None:
+    """An operator's retry and a reconciler's nudge re-send synced once, with the same id."""
+    synced: list[str] = []
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        if json.loads(req.content)["type"] != "contract.synced":
+            return httpx.Response(200)
+        synced.append(req.headers["webhook-id"])
+        return httpx.Response(503)
+
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        sink = Sink("https://crm.test/hook", None, http=http, max_attempts=2, base_delay=0.0)
+        async with handlers(store, client, tmp_path, sink):
+            await request(store, send={})
+            with anyio.fail_after(5):
+                await settle(store)
+                await webhook(store, "CONTRACT_EXECUTED")
+                await settle(store)
+                assert len(synced) == 2
+                await retry_parked(store, "deal-1")
+                await settle(store)
+                assert len(synced) == 4
+                observed = {"contract_status": "EXECUTED", "by": "reconciler"}
+                await append(store, EventType.STATUS_OBSERVED, observed, source="reconciler")
+                state = await settle(store)
+    assert len(synced) == 6
+    assert set(synced) == {synced[0]}
+    assert state.sink_parked is not None
+    assert state.sink_parked["webhook_id"] == synced[0]
 
 
 def _retry() -> NewEvent:
