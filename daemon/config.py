@@ -155,6 +155,19 @@ def _check(settings: Settings) -> None:
         raise ConfigError(f"SPOTSYNC_LISTEN: {settings.listen!r} is not host:port") from None
     if not 0 <= port <= 65535:
         raise ConfigError(f"SPOTSYNC_LISTEN: port {port} is not from 0 to 65535")
+    secret = settings.sink_secret
+    if secret is not None and secret.startswith("whsec_"):
+        # Standard Webhooks receivers base64-decode what follows whsec_ into the key: one
+        # that is not base64 would sign what no receiver holding the same secret verifies.
+        try:
+            sink_key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            sink_key = b""
+        if not sink_key:
+            raise ConfigError(
+                "SPOTSYNC_SINK_SECRET: after whsec_ must come the key in base64 "
+                "(the Standard Webhooks form), e.g. whsec_ + base64 of 32 random bytes"
+            )
     if settings.hmac_key is not None:
         try:
             key = base64.b64decode(settings.hmac_key.strip(), validate=True)

@@ -8,6 +8,7 @@ the sandbox sign them, and shows each contract's progress until it is synced.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ async def run_demo(
             hmac_key=DEFAULT_HMAC_KEY,
             documents_dir=str(documents),
             sink_url=f"{sink_url}/notify",
-            sink_secret="whsec_" + secrets.token_urlsafe(24),
+            sink_secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
             reconcile_interval=5.0,
             reconcile_stale_after=10.0,
         )

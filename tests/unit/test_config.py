@@ -44,6 +44,8 @@ def test_bad_value_names_the_variable() -> None:
         ({"SPOTDRAFT_HMAC_KEY": " "}, "SPOTDRAFT_HMAC_KEY: must not be empty"),
         ({"SPOTSYNC_API_TOKEN": "   "}, "SPOTSYNC_API_TOKEN: must not be blank"),
         ({"SPOTDRAFT_CLIENT_SECRET": " "}, "SPOTDRAFT_CLIENT_SECRET: must not be blank"),
+        ({"SPOTSYNC_SINK_SECRET": "whsec_not base64!!"}, "SPOTSYNC_SINK_SECRET: after whsec_"),
+        ({"SPOTSYNC_SINK_SECRET": "whsec_"}, "SPOTSYNC_SINK_SECRET: after whsec_"),
         ({"SPOTSYNC_RATE_LIMIT": "nan"}, "SPOTSYNC_RATE_LIMIT: must be a positive"),
         ({"SPOTSYNC_RATE_LIMIT": "inf"}, "SPOTSYNC_RATE_LIMIT: must be a positive"),
         ({"SPOTSYNC_RECONCILE_INTERVAL": "0"}, "SPOTSYNC_RECONCILE_INTERVAL: must be a positive"),
