@@ -67,8 +67,9 @@ SHADOW = Tables(
 # The shape of the rows. Raise it with any change to the fold or to the rows that makes
 # rows written before differ from a fold of the same log today: ``spotsync run`` then
 # rebuilds the read models before it serves (``projections.rebuild.rebuild_if_outdated``).
-# 1: rows written before the shape was recorded; 2: quiet status answers (``_quiet_for``).
-SHAPE = 2
+# 1: rows written before the shape was recorded; 2: quiet status answers (``_quiet_for``);
+# 3: sink milestones held behind a parked one (``_sink_held``).
+SHAPE = 3
 SHAPES = "projection_shapes"  # projection name -> {"shape": n}
 
 

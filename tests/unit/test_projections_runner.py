@@ -151,7 +151,8 @@ async def test_rows_of_another_shape_of_the_fold_are_folded_again_at_start() -> 
     )
     assert await stored_shape(store) == 1
     report = await rebuild_if_outdated(store)
-    assert report is not None and report.position == position
+    assert report is not None
+    assert report.position == position
     assert await store.query_documents(CONTRACTS) == today
     assert await stored_shape(store) == SHAPE
     assert await store.load_checkpoint(PROJECTION) == position
