@@ -17,11 +17,15 @@ from daemon.config import ConfigError
 
 # The password of a URL's user info (postgresql://user:PASSWORD@host/db).
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s]*@", re.IGNORECASE)
+# The password as a query parameter (postgresql://user@host/db?password=PASSWORD), which
+# libpq and asyncpg take as well.
+# It ends where the URL does: at the next parameter, a space, or the ": " after it.
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#\s]*?(?=:\s|[&#\s]|$)", re.IGNORECASE)
 
 
 def without_passwords(text: str) -> str:
     """``text`` with every URL password masked: error lines often quote SPOTSYNC_DATABASE."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
 
 
 class CommandError(Exception):

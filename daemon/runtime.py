@@ -24,6 +24,7 @@ import httpx
 import structlog
 from anyio.abc import TaskStatus
 
+from daemon.cli import without_passwords
 from daemon.config import ConfigError, Settings
 from daemon.http import create_app
 from daemon.http.metrics import Metrics
@@ -199,8 +200,7 @@ def _describe(database: str) -> str:
     """The database for a log line: a path, or a URL without its password."""
     if "://" not in database:
         return os.path.abspath(database)
-    url = httpx.URL(database)
-    return str(url.copy_with(password=None)) if url.password else database
+    return without_passwords(database)
 
 
 @asynccontextmanager

@@ -149,6 +149,8 @@ async def test_hostile_external_ids_are_accepted_safely_or_refused_with_422(
 
 PASSWORD = "Hunter2-db-password"
 UNREACHABLE_DATABASE = f"postgresql://spotsync:{PASSWORD}@127.0.0.1:1/spotsync"
+# libpq and asyncpg also take the password as a query parameter.
+UNREACHABLE_DATABASE_QUERY = f"postgresql://spotsync@127.0.0.1:1/spotsync?password={PASSWORD}"
 
 
 def spotsync_env(**changes: str) -> dict[str, str]:
@@ -164,15 +166,18 @@ def spotsync_env(**changes: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.parametrize("database", [UNREACHABLE_DATABASE, UNREACHABLE_DATABASE_QUERY])
 @pytest.mark.parametrize(
     "command",
     [["run"], ["events"], ["replay"], ["parked"], ["reconcile"], ["projections", "rebuild"]],
 )
-async def test_database_failures_are_one_line_without_the_password(command: list[str]) -> None:
+async def test_database_failures_are_one_line_without_the_password(
+    command: list[str], database: str
+) -> None:
     """An unreachable database is one error line naming the problem, never the URL's password."""
     result = await anyio.run_process(
         [sys.executable, "-m", "daemon", *command],
-        env=spotsync_env(SPOTSYNC_DATABASE=UNREACHABLE_DATABASE, SPOTSYNC_LISTEN="127.0.0.1:0"),
+        env=spotsync_env(SPOTSYNC_DATABASE=database, SPOTSYNC_LISTEN="127.0.0.1:0"),
         check=False,
     )
     stderr = result.stderr.decode()

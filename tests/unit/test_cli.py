@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from daemon import __version__
-from daemon.cli import COMMANDS, main
+from daemon.cli import COMMANDS, main, without_passwords
+from daemon.runtime import _describe
 
 
 def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,3 +76,22 @@ def test_a_negative_position_is_refused(
         main(command)
     assert exit_.value.code == 2
     assert "positions start at 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://spotsync:Hunter2-db@db.example/spotsync",
+        "postgresql://spotsync@db.example/spotsync?password=Hunter2-db",
+        "postgres://db.example/spotsync?sslmode=require&Password=Hunter2-db&application_name=x",
+    ],
+)
+def test_a_database_password_is_masked_in_error_lines_and_the_start_log(url: str) -> None:
+    """libpq and asyncpg take the password in the user info or as a query parameter:
+    neither form reaches an error line or the "daemon started" log line."""
+    line = without_passwords(f"cannot read {url}: connection refused")
+    assert "Hunter2-db" not in line
+    assert line.endswith(": connection refused")
+    assert "db.example/spotsync" in line
+    assert "Hunter2-db" not in _describe(url)
+    assert "db.example/spotsync" in _describe(url)
