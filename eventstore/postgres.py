@@ -67,7 +67,7 @@ class PostgresEventStore(EventStore):
         """Connect, migrate the schema, and start listening for appends."""
         pool = listener = None
         try:
-            with _translated():
+            with _translated(), _url_checked():
                 pool = await asyncpg.create_pool(
                     url,
                     min_size=1,
@@ -359,6 +359,18 @@ def _translated() -> Iterator[None]:
     except (OSError, TimeoutError) as exc:
         raise PersistenceError(f"cannot reach PostgreSQL: {exc}") from exc
 
+
+@contextmanager
+def _url_checked() -> Iterator[None]:
+    """A URL asyncpg cannot use (a port that is no number or past 65535, an unclosed
+    ``[``) is the store's error too, not a bare ValueError. Its message never quotes
+    the URL."""
+    try:
+        yield
+    except (ValueError, OverflowError) as exc:
+        if isinstance(exc, asyncpg.InterfaceError):
+            raise  # asyncpg's own configuration errors: _translated words them
+        raise PersistenceError(f"not a usable PostgreSQL URL: {exc}") from exc
 
 
 @asynccontextmanager

@@ -166,7 +166,13 @@ def spotsync_env(**changes: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("database", [UNREACHABLE_DATABASE, UNREACHABLE_DATABASE_QUERY])
+# A mistyped port: the driver cannot even parse it.
+MALFORMED_DATABASE = f"postgresql://spotsync:{PASSWORD}@127.0.0.1:5432x/spotsync"
+
+
+@pytest.mark.parametrize(
+    "database", [UNREACHABLE_DATABASE, UNREACHABLE_DATABASE_QUERY, MALFORMED_DATABASE]
+)
 @pytest.mark.parametrize(
     "command",
     [["run"], ["events"], ["replay"], ["parked"], ["reconcile"], ["projections", "rebuild"]],

@@ -27,6 +27,22 @@ async def test_unreachable_postgres_is_a_persistence_error() -> None:
     assert isinstance(info.value.__cause__, OSError)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://spotsync:Hunter2-db@127.0.0.1:five432/spotsync",
+        "postgresql://spotsync:Hunter2-db@127.0.0.1:99999/spotsync",
+        "postgresql://spotsync:Hunter2-db@[::1:5432/spotsync",
+    ],
+)
+async def test_a_malformed_postgres_url_is_a_persistence_error(url: str) -> None:
+    """A mistyped port or host is the store's error (one line for a command), not the
+    driver's ValueError, and the message does not quote the URL's password."""
+    with pytest.raises(PersistenceError, match="not a usable PostgreSQL URL") as info:
+        await open_store(url)
+    assert "Hunter2-db" not in str(info.value)
+
+
 async def test_file_that_is_not_a_database_is_a_persistence_error(tmp_path: Path) -> None:
     """Pointing SPOTSYNC_DATABASE at some other file fails with PersistenceError, not sqlite3's."""
     path = tmp_path / "notes.txt"
