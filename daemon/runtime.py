@@ -29,7 +29,7 @@ from daemon.config import ConfigError, Settings
 from daemon.http import create_app
 from daemon.http.metrics import Metrics
 from daemon.serving import BoundSocket, bind, serve_app
-from eventstore import EventStore, open_store
+from eventstore import EventStore, StoreBusyError, open_store
 from handlers.parked import list_parked
 from handlers.reconciler import run_reconciler
 from handlers.sink import Sink
@@ -43,6 +43,9 @@ log = structlog.get_logger("spotsync.daemon")
 
 # How long in-flight HTTP requests may take to finish once shutdown begins.
 GRACEFUL_SECONDS = 10.0
+# How long a starting daemon waits for the one before it to let go of the store: a
+# process just killed holds it until the database has seen its session end.
+CLAIM_WAIT_SECONDS = 5.0
 
 
 def require_spotdraft(settings: Settings) -> None:
@@ -105,8 +108,10 @@ class Daemon:
         documents = Path(settings.documents_dir)
         await anyio.Path(documents).mkdir(parents=True, exist_ok=True, mode=0o700)
         async with AsyncExitStack() as stack:
+            stack.callback(bound.sock.close)  # when the start fails too, not only the server
             store = await open_store(settings.database)
             stack.push_async_callback(_close_store, store)
+            await _claim_store(store)
             timeout = settings.spotdraft_timeout
             metrics = Metrics()
             client = SpotDraftClient(
@@ -188,6 +193,20 @@ class Daemon:
                     handlers_stop.set()
                 workers.cancel_scope.cancel()
             log.info("daemon stopped")
+
+
+async def _claim_store(store: EventStore) -> None:
+    """Be the one daemon of this store. Two would each run every handler: a second send
+    to SpotDraft, a second notice to the sink for every step."""
+    with anyio.move_on_after(CLAIM_WAIT_SECONDS):
+        while True:  # a poll: nothing tells this process when another one lets go
+            if await store.try_claim("daemon"):
+                return
+            await anyio.sleep(0.25)
+    raise StoreBusyError(
+        "another spotsync run is already serving this database; one daemon per store "
+        "(a second would repeat SpotDraft calls and sink notices): stop that one first"
+    )
 
 
 async def _close_store(store: EventStore) -> None:

@@ -11,6 +11,7 @@ from eventstore.errors import (
     EventStoreError,
     PersistenceError,
     SchemaError,
+    StoreBusyError,
 )
 from eventstore.memory import MemoryEventStore
 
@@ -28,6 +29,7 @@ __all__ = [
     "PersistenceError",
     "RecordedEvent",
     "SchemaError",
+    "StoreBusyError",
     "StreamRow",
     "open_store",
 ]

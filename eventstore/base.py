@@ -147,6 +147,12 @@ class EventStore(abc.ABC):
     async def stream_version(self, stream: str) -> int:
         """The stream's current version (0 if it has no events)."""
 
+    async def try_claim(self, role: str) -> bool:
+        """Hold ``role`` (such as being the one daemon) for this process until the store
+        is closed; False when another process holds it. This default claims without
+        asking anyone: right for the memory store, which one process alone sees."""
+        return True
+
     @abc.abstractmethod
     async def wait_for_append(self, after_position: int) -> None:
         """Return when the log has grown past ``after_position``.

@@ -5,6 +5,7 @@
     ├── EventIdConflictError    a batch mixes stored and new event ids
     ├── AppendOnlyError         something tried to change or remove a stored event
     ├── SchemaError             the database schema is newer than this program, or damaged
+    ├── StoreBusyError          another process holds what this one asked to hold alone
     └── PersistenceError        the database failed or could not be reached
 """
 
@@ -39,6 +40,10 @@ class AppendOnlyError(EventStoreError):
 
 class SchemaError(EventStoreError):
     """The database schema is not one this program knows; upgrade spotsync or use another file."""
+
+
+class StoreBusyError(EventStoreError):
+    """Another process holds the store for a role only one may have (``spotsync run``)."""
 
 
 class PersistenceError(EventStoreError):

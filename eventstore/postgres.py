@@ -194,6 +194,12 @@ class PostgresEventStore(EventStore):
     async def stream_version(self, stream: str) -> int:
         return int((await self._fetch(Q["stream_version"], stream))[0][0])
 
+    async def try_claim(self, role: str) -> bool:
+        # On the listener's connection: it lives as long as the store, so does the claim.
+        self._check_open()
+        with _translated():
+            return bool(await self._listener.fetchval(Q["try_claim"], role))
+
     async def wait_for_append(self, after_position: int) -> None:
         if self._last_position > after_position:
             return

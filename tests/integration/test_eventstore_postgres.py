@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import anyio
 import asyncpg
 import pytest
 
-from eventstore import EventStore, open_store
+from daemon import runtime
+from daemon.config import Settings
+from daemon.runtime import Daemon, running_daemon
+from daemon.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HMAC_KEY
+from eventstore import EventStore, StoreBusyError, open_store
 from eventstore.postgres import temporary_schema
+from tests.acceptance.conftest import wait_for
 from tests.eventstore_contract import EventStoreContract, StoreFactory, event
 
 POSTGRES_URL = os.environ.get("SPOTSYNC_TEST_POSTGRES_URL")
@@ -59,3 +66,52 @@ async def test_database_refuses_update_delete_and_truncate(schema_url: str) -> N
         assert await conn.fetchval("SELECT count(*) FROM events") == 1
     finally:
         await conn.close()
+
+
+async def test_one_process_at_a_time_holds_a_role(schema_url: str) -> None:
+    """A role claimed through one connection is refused to another until that store
+    closes; a store in another schema of the same database is another store."""
+    assert POSTGRES_URL
+    first = await open_store(schema_url)
+    async with await open_store(schema_url) as second:
+        try:
+            assert await first.try_claim("daemon")
+            assert not await second.try_claim("daemon")
+            assert await second.try_claim("another role")
+            async with (
+                temporary_schema(POSTGRES_URL, "test") as elsewhere_url,
+                await open_store(elsewhere_url) as elsewhere,
+            ):
+                assert await elsewhere.try_claim("daemon")
+        finally:
+            await first.close()
+        # The server lets go once it has seen the first store's session end.
+        await wait_for(
+            lambda: second.try_claim("daemon"), seconds=10, what="the first store's claim to end"
+        )
+
+
+async def test_a_second_daemon_on_the_same_database_is_refused(
+    schema_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two daemons on one store would each run every handler (a second send, a second
+    sink notice for every step): the second one refuses to start, naming why."""
+    monkeypatch.setattr(runtime, "CLAIM_WAIT_SECONDS", 0.5)
+    settings = Settings(
+        database=schema_url,
+        listen="127.0.0.1:0",
+        base_url="http://127.0.0.1:9",
+        client_id=DEFAULT_CLIENT_ID,
+        client_secret=DEFAULT_CLIENT_SECRET,
+        hmac_key=DEFAULT_HMAC_KEY,
+        documents_dir=str(tmp_path / "documents"),
+    )
+    async with running_daemon(settings, insecure_local=True):
+        with (
+            pytest.raises(StoreBusyError, match="another spotsync run is already serving"),
+            anyio.fail_after(30),  # without the refusal it would serve until cancelled
+        ):
+            await Daemon(settings, insecure_local=True).run(anyio.Event())
+    # Once the first has stopped, the store is free again.
+    async with running_daemon(settings, insecure_local=True) as again:
+        assert await again.store.last_position() == 0

@@ -12,6 +12,11 @@ CREATE TABLE IF NOT EXISTS schema_version (
 -- Two processes opening the same database at once migrate one after the other.
 SELECT pg_advisory_xact_lock(7358201946);
 
+-- name: try_claim
+-- A session lock on role $1 in this schema (two stores in one database are two stores);
+-- it ends with the connection, so a killed process leaves nothing to clean up.
+SELECT pg_try_advisory_lock(hashtext('spotsync'), hashtext(current_schema() || '/' || $1));
+
 -- name: applied_versions
 SELECT version FROM schema_version ORDER BY version;
 
