@@ -12,6 +12,7 @@ runs on the writer's thread is ``eventstore.sqlite_commit``.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import sqlite3
@@ -74,6 +75,7 @@ class SQLiteEventStore(EventStore):
         self._last_position = last
         self._appended = anyio.Event()
         self._closed = False
+        self._claims: dict[str, int] = {}  # role -> descriptor of its locked file
 
     @classmethod
     async def open(cls, url: str) -> SQLiteEventStore:
@@ -270,10 +272,37 @@ class SQLiteEventStore(EventStore):
 
     # -- lifecycle ---------------------------------------------------------------------
 
+    async def try_claim(self, role: str) -> bool:
+        # An flock on a file of its own beside the database (``spotsync.db-daemon.lock``):
+        # SQLite's own locks on the database file are POSIX locks, which any close of a
+        # descriptor of that file would drop. The kernel lets go when the process ends.
+        self._check_open()
+        if role in self._claims:
+            return True
+        if not role.isidentifier():
+            raise ValueError(f"a role is a plain name, not {role!r}")
+        path = self.path.with_name(f"{self.path.name}-{role}.lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise PersistenceError(
+                f"cannot create the lock file beside the database: {exc}"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._claims[role] = fd
+        return True
+
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        for fd in self._claims.values():
+            os.close(fd)  # closing the descriptor lets the claim go
+        self._claims.clear()
         with anyio.CancelScope(shield=True), _translated():
             # aiosqlite queues the close behind a commit already running on the writer.
             await self._writer.close()

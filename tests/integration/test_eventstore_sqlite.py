@@ -10,7 +10,18 @@ from pathlib import Path
 import anyio
 import pytest
 
-from eventstore import ConcurrencyError, EventStore, NewEvent, PersistenceError, open_store
+from daemon import runtime
+from daemon.config import Settings
+from daemon.runtime import Daemon, running_daemon
+from daemon.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HMAC_KEY
+from eventstore import (
+    ConcurrencyError,
+    EventStore,
+    NewEvent,
+    PersistenceError,
+    StoreBusyError,
+    open_store,
+)
 from eventstore.sqlite import SQLiteEventStore
 from tests.eventstore_contract import EventStoreContract, StoreFactory, event
 
@@ -169,3 +180,47 @@ async def test_appends_planned_from_memory_see_other_writers_and_stored_ids(
         joined = await ours.append("t", [event(9)], expected_version=None)
         assert (joined.position, joined.events[0].version) == (7, 3)
         assert [e.position async for e in ours.read_all()] == list(range(1, 8))
+
+
+async def test_one_store_at_a_time_holds_a_role_on_a_file(tmp_path: Path) -> None:
+    """A role claimed on a file is refused to any other opening of it (in this process
+    or another) until the one holding it closes; another file is another store."""
+    database = tmp_path / "spotsync.db"
+    first = await open_store(str(database))
+    async with await open_store(str(database)) as second:
+        try:
+            assert await first.try_claim("daemon")
+            assert await first.try_claim("daemon")  # held already: still its own
+            assert not await second.try_claim("daemon")
+            assert await second.try_claim("support")
+            async with await open_store(str(tmp_path / "other.db")) as elsewhere:
+                assert await elsewhere.try_claim("daemon")
+        finally:
+            await first.close()
+        assert await second.try_claim("daemon")
+    assert stat.S_IMODE((tmp_path / "spotsync.db-daemon.lock").stat().st_mode) == 0o600
+
+
+async def test_a_second_daemon_on_the_same_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two daemons on one file would each run every handler (a second send, a second
+    sink notice for every step): the second refuses to start, naming why."""
+    monkeypatch.setattr(runtime, "CLAIM_WAIT_SECONDS", 0.5)
+    settings = Settings(
+        database=str(tmp_path / "spotsync.db"),
+        listen="127.0.0.1:0",
+        base_url="http://127.0.0.1:9",
+        client_id=DEFAULT_CLIENT_ID,
+        client_secret=DEFAULT_CLIENT_SECRET,
+        hmac_key=DEFAULT_HMAC_KEY,
+        documents_dir=str(tmp_path / "documents"),
+    )
+    async with running_daemon(settings, insecure_local=True):
+        with (
+            pytest.raises(StoreBusyError, match="another spotsync run is already serving"),
+            anyio.fail_after(30),  # without the refusal it would serve until cancelled
+        ):
+            await Daemon(settings, insecure_local=True).run(anyio.Event())
+    async with running_daemon(settings, insecure_local=True) as again:
+        assert await again.store.last_position() == 0
