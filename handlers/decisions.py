@@ -165,6 +165,8 @@ def refine(command: Command, current: ContractState) -> Command | None:
             return None
         if any(held.get("milestone") == command.milestone for held in current.sink_held):
             return None  # waits behind the parked delivery until an operator's retry
+        if any(queued.get("milestone") == command.milestone for queued in current.sink_queue):
+            return None  # the sink's workers have it already
         if command.milestone == "synced" and not current.data_complete:
             return None
         return command

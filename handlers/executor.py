@@ -1,4 +1,4 @@
-"""Running the decisions' commands: SpotDraft calls and sink deliveries, each outcome recorded.
+"""Running the decisions' commands: SpotDraft calls and sink notices, each outcome recorded.
 
 Every HTTP attempt becomes a ``SpotDraftCallRecorded`` event and the outcome a fact
 (``ContractCreated``, ``KeyPointersStored``...), appended to the contract's stream with
@@ -37,7 +37,7 @@ from handlers.decisions import (
     refine,
 )
 from handlers.documents import document_file_name
-from handlers.sink import Sink, SinkAttempt
+from handlers.sink_worker import SinkWorker
 from handlers.spotdraft.errors import (
     OutcomeUnknownError,
     PermanentError,
@@ -45,7 +45,7 @@ from handlers.spotdraft.errors import (
     field_names,
 )
 from handlers.spotdraft.exchange import Exchange
-from projections.contract import ContractState, fold, public_view
+from projections.contract import ContractState, fold
 from projections.events import EventType, contract_stream
 
 log = structlog.get_logger("spotsync.handlers")
@@ -76,7 +76,7 @@ class Executor:
         client: SpotDraftAPI,
         *,
         documents_dir: Path,
-        sink: Sink | None = None,
+        sink: SinkWorker | None = None,
         intent_lease: float = INTENT_LEASE,
     ) -> None:
         self.intent_lease = intent_lease
@@ -304,43 +304,13 @@ class Executor:
             return await self._record(
                 trigger, current, [NewEvent(EventType.SINK_DELIVERED, fact, "sink")]
             )
-        parked = current.sink_parked
-        if parked is not None and parked.get("milestone") != command.milestone:
-            # The sink hears a contract's milestones in order: while one is parked, the
-            # next is held behind it (and listed with it) rather than told out of turn.
-            ahead = str(parked.get("milestone"))
-            fact = {
-                **base,
-                "attempts": 0,
-                "error": f"held back until the {ahead} delivery before it gets through",
-                "held_behind": ahead,
-            }
-            return await self._record(
-                trigger, current, [NewEvent(EventType.SINK_GAVE_UP, fact, "sink")]
-            )
-        data = public_view(current.to_document())
-        if command.milestone == "synced":
-            data["sync"] = "synced"  # what this very delivery makes true
-        last_error = ""
-
-        async def record(attempt: SinkAttempt) -> None:
-            nonlocal current, last_error
-            info = {**base, "status": attempt.status, "attempt": attempt.attempt}
-            if attempt.ok:
-                event = NewEvent(EventType.SINK_DELIVERED, {**info, "skipped": False}, "sink")
-            else:
-                last_error = attempt.error or ""
-                event = NewEvent(
-                    EventType.SINK_ATTEMPT_FAILED, {**info, "error": attempt.error}, "sink"
-                )
-            current = await self._record(trigger, current, [event])
-
-        delivered = await self.sink.deliver(command.webhook_id, command.milestone, data, record)
-        if not delivered:
-            fact = {**base, "attempts": self.sink.max_attempts, "error": last_error}
-            current = await self._record(
-                trigger, current, [NewEvent(EventType.SINK_GAVE_UP, fact, "sink")]
-            )
+        # Queued, not delivered here: the sink's workers deliver it, so a sink that is
+        # down holds up no SpotDraft work.
+        fact = {**base, "trigger": trigger.event_id}
+        current = await self._record(
+            trigger, current, [NewEvent(EventType.SINK_QUEUED, fact, "sink")]
+        )
+        self.sink.wake(contract_stream(current.external_id))
         return current
 
     # -- recording ---------------------------------------------------------------------

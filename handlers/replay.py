@@ -79,7 +79,14 @@ _FACTS: dict[str, str] = {
     EventType.KEY_POINTERS_STORED: "PullKeyPointers",
     EventType.DOCUMENT_STORED: "FetchDocument",
 }
-_SINK = frozenset({EventType.SINK_DELIVERED, EventType.SINK_ATTEMPT_FAILED, EventType.SINK_GAVE_UP})
+_SINK = frozenset(
+    {
+        EventType.SINK_QUEUED,
+        EventType.SINK_DELIVERED,
+        EventType.SINK_ATTEMPT_FAILED,
+        EventType.SINK_GAVE_UP,
+    }
+)
 
 
 class EventSource(Protocol):

@@ -24,6 +24,7 @@ from handlers.api import SpotDraftAPI
 from handlers.decisions import decide
 from handlers.executor import INTENT_LEASE, Executor
 from handlers.sink import Sink
+from handlers.sink_worker import SinkWorker
 from projections.contract import ContractState, apply, fold
 from projections.events import external_id_of
 
@@ -227,8 +228,27 @@ async def run_handlers(
 ) -> None:
     """Run the handlers until cancelled or ``stop`` (then drain for ``grace`` seconds);
     ``started()`` once the subscription is set up."""
-    executor = Executor(
-        store, client, documents_dir=Path(documents_dir), sink=sink, intent_lease=intent_lease
-    )
-    runner = HandlerRunner(store, executor, concurrency=concurrency)
-    await runner.run(stop=stop, grace=grace, task_status=task_status)
+    stopped_at = None
+
+    async def note_stop(stop: anyio.Event) -> None:
+        nonlocal stopped_at
+        await stop.wait()
+        stopped_at = anyio.current_time()
+
+    async with anyio.create_task_group() as tg:
+        worker = None
+        if sink is not None:
+            worker = SinkWorker(store, sink, concurrency=concurrency)
+            await tg.start(worker.run)
+        if stop is not None:
+            tg.start_soon(note_stop, stop)
+        executor = Executor(
+            store, client, documents_dir=Path(documents_dir), sink=worker, intent_lease=intent_lease
+        )
+        runner = HandlerRunner(store, executor, concurrency=concurrency)
+        await runner.run(stop=stop, grace=grace, task_status=task_status)
+        if worker is not None and stopped_at is not None:
+            # Deliveries under way finish within the same grace; what is left stays queued.
+            with anyio.move_on_after(stopped_at + grace - anyio.current_time()):
+                await worker.wait_idle()
+        tg.cancel_scope.cancel()

@@ -73,6 +73,9 @@ class ContractState:
     sink_parked: Mapping[str, Any] | None = None
     # Later milestones waiting behind the parked delivery: the sink hears them in order.
     sink_held: tuple[Mapping[str, Any], ...] = ()
+    # Milestones queued for the sink's workers, in order ({"milestone", "webhook_id",
+    # "trigger"}); each leaves the queue once delivered or given up on.
+    sink_queue: tuple[Mapping[str, Any], ...] = ()
     version: int = 0
     last_position: int = 0
     updated_at: str | None = None
@@ -146,6 +149,9 @@ class ContractState:
             "_notified": list(self.notified),
             "_sink_parked": None if self.sink_parked is None else dict(self.sink_parked),
             "_sink_held": [dict(held) for held in self.sink_held],
+            "_sink_queue": [dict(queued) for queued in self.sink_queue],
+            # text, so the sink's workers can find what is left to deliver after a restart
+            "_sink_pending": "yes" if self.sink_queue else None,
             # text, so parked work can be queried: "failed", "sink" or null
             "_parked": "failed"
             if self.error is not None
@@ -182,6 +188,7 @@ class ContractState:
             notified=tuple(doc.get("_notified") or ()),
             sink_parked=doc.get("_sink_parked"),
             sink_held=tuple(doc.get("_sink_held") or ()),
+            sink_queue=tuple(doc.get("_sink_queue") or ()),
             version=int(doc.get("_version", 0)),
             last_position=int(doc.get("last_position", 0)),
             updated_at=doc.get("updated_at"),
@@ -441,8 +448,22 @@ def _failed(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
         s["intent_open"] = False
 
 
+def _sink_queued(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
+    milestone = str(d.get("milestone"))
+    if milestone in s["notified"] or any(q["milestone"] == milestone for q in s["sink_queue"]):
+        return
+    queued = {key: _text(d.get(key)) for key in ("milestone", "webhook_id", "trigger")}
+    s["sink_queue"] = (*s["sink_queue"], queued)
+
+
+def _dequeue(s: Fields, milestone: str) -> None:
+    if any(q["milestone"] == milestone for q in s["sink_queue"]):
+        s["sink_queue"] = tuple(q for q in s["sink_queue"] if q["milestone"] != milestone)
+
+
 def _sink_delivered(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     milestone = str(d.get("milestone"))
+    _dequeue(s, milestone)
     parked = s["sink_parked"]
     if parked is not None and parked.get("milestone") == milestone:
         # What waited behind it is parked in its turn: a retry tells it next.
@@ -455,6 +476,7 @@ def _sink_delivered(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> No
 
 def _sink_gave_up(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     given_up = {key: d.get(key) for key in ("milestone", "webhook_id", "attempts", "error")}
+    _dequeue(s, str(given_up["milestone"]))
     parked = s["sink_parked"]
     if parked is None or parked.get("milestone") == given_up["milestone"]:
         s["sink_parked"] = given_up
@@ -486,6 +508,7 @@ _APPLY: dict[str, _Fold] = {
     EventType.DOCUMENT_STORED: _document,
     EventType.STEP_DEFERRED: _deferred,
     EventType.CONTRACT_FAILED: _failed,
+    EventType.SINK_QUEUED: _sink_queued,
     EventType.SINK_DELIVERED: _sink_delivered,
     EventType.SINK_GAVE_UP: _sink_gave_up,
     EventType.RETRY_REQUESTED: _retry,

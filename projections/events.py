@@ -73,8 +73,13 @@ class EventType(StrEnum):
     # A permanent error: the contract needs a person. {"step": str, "status": int | null,
     #  "code": str | null, "message": str, "fix": str, "fields": [dotted field names]}
     CONTRACT_FAILED = "ContractFailed"
-    # {"milestone": "created"|"sent"|"synced"|"failed"|"voided", "webhook_id": str,
-    #  "status": int | null, "attempt": int, "skipped": bool (no sink configured)}
+    # A milestone to tell the sink, appended by the handlers; the sink's own workers
+    # deliver it (``handlers.sink_worker``), so a sink that is down holds up no SpotDraft
+    # work. {"milestone": "created"|"sent"|"synced"|"failed"|"voided", "webhook_id": str,
+    #  "trigger": event id of the event that called for it}
+    SINK_QUEUED = "SinkQueued"
+    # {"milestone", "webhook_id", "status": int | null, "attempt": int,
+    #  "skipped": bool (no sink configured)}
     SINK_DELIVERED = "SinkDelivered"
     # {"milestone", "webhook_id", "status": int | null, "attempt": int, "error": str}
     SINK_ATTEMPT_FAILED = "SinkAttemptFailed"

@@ -68,8 +68,9 @@ SHADOW = Tables(
 # rows written before differ from a fold of the same log today: ``spotsync run`` then
 # rebuilds the read models before it serves (``projections.rebuild.rebuild_if_outdated``).
 # 1: rows written before the shape was recorded; 2: quiet status answers (``_quiet_for``);
-# 3: sink milestones held behind a parked one (``_sink_held``).
-SHAPE = 3
+# 3: sink milestones held behind a parked one (``_sink_held``); 4: milestones queued for
+# the sink's workers (``_sink_queue``, ``_sink_pending``).
+SHAPE = 4
 SHAPES = "projection_shapes"  # projection name -> {"shape": n}
 
 

@@ -186,6 +186,10 @@ def _failed(d: Mapping[str, Any], e: RecordedEvent) -> str:
     return f"FAILED at {d.get('step')}{status}: {_cut(d.get('message'))}; fix: {_cut(d.get('fix'))}"
 
 
+def _sink_queued(d: Mapping[str, Any], e: RecordedEvent) -> str:
+    return f"sink {d.get('milestone')} queued"
+
+
 def _sink_delivered(d: Mapping[str, Any], e: RecordedEvent) -> str:
     if d.get("skipped"):
         return f"sink: {d.get('milestone')} (no sink configured)"
@@ -228,6 +232,7 @@ _DESCRIBE: dict[str, Any] = {
     EventType.DOCUMENT_STORED: _document,
     EventType.STEP_DEFERRED: lambda d, e: f"{d.get('step')} deferred: {_cut(d.get('reason'))}",
     EventType.CONTRACT_FAILED: _failed,
+    EventType.SINK_QUEUED: _sink_queued,
     EventType.SINK_DELIVERED: _sink_delivered,
     EventType.SINK_ATTEMPT_FAILED: _sink_failed,
     EventType.SINK_GAVE_UP: _sink_gave_up,

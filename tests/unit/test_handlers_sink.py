@@ -17,12 +17,14 @@ from handlers.documents import document_file_name
 from handlers.parked import retry_parked
 from handlers.sink import Sink, SinkAttempt, sign
 from projections.events import EventType, contract_stream
+from projections.runner import ContractProjection, catch_up
 from tests.unit.test_handlers_support import (
     FakeSpotDraft,
     append,
     handlers,
     request,
     settle,
+    state_of,
     webhook,
 )
 
@@ -177,6 +179,69 @@ async def test_a_parked_synced_delivery_is_retried_under_its_first_webhook_id(
     assert set(synced) == {synced[0]}
     assert state.sink_parked is not None
     assert state.sink_parked["webhook_id"] == synced[0]
+
+
+async def test_a_sink_that_hangs_holds_up_no_spotdraft_work(tmp_path: Path) -> None:
+    """Twenty contracts are created and sent while the sink answers nothing at all; once
+    it answers, each hears its milestones in order, under one id per milestone."""
+    answering = anyio.Event()
+    told: dict[str, list[str]] = {}
+
+    async def answer(req: httpx.Request) -> httpx.Response:
+        await answering.wait()
+        body = json.loads(req.content)
+        told.setdefault(body["data"]["external_id"], []).append(body["type"])
+        return httpx.Response(204)
+
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    deals = [f"deal-{n:02d}" for n in range(20)]
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        sink = Sink("https://crm.test/hook", None, http=http)
+        async with handlers(store, client, tmp_path, sink):
+            for deal in deals:
+                await request(store, deal, send={})
+            with anyio.fail_after(10):
+                while client.calls["send_to_counterparties"] < len(deals):
+                    await store.wait_for_append(await store.last_position())
+                assert told == {}
+                answering.set()
+                states = [await settle(store, deal) for deal in deals]
+    assert all(state.notified == ("created", "sent") for state in states)
+    assert told == {deal: ["contract.created", "contract.sent"] for deal in deals}
+
+
+async def test_milestones_queued_before_a_stop_are_delivered_after_the_start(
+    tmp_path: Path,
+) -> None:
+    """What the sink had not heard when the daemon stopped is in the log as queued: the
+    next start's sink workers find it through the read model and deliver it."""
+    told: list[str] = []
+    answering = anyio.Event()
+
+    async def answer(req: httpx.Request) -> httpx.Response:
+        await answering.wait()
+        told.append(req.headers["webhook-id"])
+        return httpx.Response(200)
+
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        sink = Sink("https://crm.test/hook", None, http=http)
+        async with handlers(store, client, tmp_path, sink):
+            await request(store)
+            with anyio.fail_after(5):
+                while not (await state_of(store)).sink_queue:
+                    await store.wait_for_append(await store.last_position())
+        queued = (await state_of(store)).sink_queue
+        assert [q["milestone"] for q in queued] == ["created"]
+        await catch_up(store, ContractProjection(store))
+
+        answering.set()
+        async with handlers(store, client, tmp_path, sink):
+            with anyio.fail_after(5):
+                state = await settle(store)
+    assert state.notified == ("created",)
+    assert told == [queued[0]["webhook_id"]]
+    assert client.calls["create_contract"] == 1
 
 
 def _retry() -> NewEvent:

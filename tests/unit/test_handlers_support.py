@@ -151,11 +151,14 @@ async def settle(
     *,
     checkpoint: str = "handlers",
 ) -> ContractState:
-    """The contract's state once the handlers have processed the whole log."""
+    """The contract's state once the handlers have processed the whole log and the sink's
+    workers have delivered (or given up on) what it queued for the sink."""
     while True:
         position = await store.last_position()
         if await store.load_checkpoint(checkpoint) >= position:
-            return await state_of(store, external_id)
+            state = await state_of(store, external_id)
+            if not state.sink_queue:
+                return state
         with anyio.move_on_after(0.05):
             await store.wait_for_append(position)
 

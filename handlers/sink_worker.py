@@ -1,0 +1,163 @@
+"""The sink's own workers: milestones queued by the handlers, delivered beside them.
+
+A handler that decides to tell the sink appends ``SinkQueued`` and goes on; delivering
+(with its retries, a minute or more when the sink is down) happens here, one lane per
+contract so that a contract's milestones reach the sink in order, at most
+``concurrency`` contracts at once. A sink that is down therefore holds up only the
+notices, never the SpotDraft work of other contracts, nor the next steps of this one.
+
+What is left to deliver is part of the contract's state (``sink_queue``), so a restart
+loses nothing: at start the workers take up every contract whose read-model row says it
+has milestones queued, and the handlers wake them for each new one. Every attempt is
+recorded (``SinkAttemptFailed``, ``SinkDelivered``) and a delivery that runs out of
+attempts is parked (``SinkGaveUp``) with the milestones queued behind it held back, so
+the sink never hears them out of turn; ``spotsync parked retry`` sends them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup, TaskStatus
+from structlog.contextvars import bound_contextvars
+
+from eventstore import EventStore, NewEvent
+from handlers.sink import Sink, SinkAttempt
+from projections.contract import ContractState, fold, public_view
+from projections.events import EventType, contract_stream, external_id_of
+from projections.runner import CONTRACTS
+
+log = structlog.get_logger("spotsync.sink")
+
+
+class SinkWorker:
+    """Delivers the milestones queued in contract streams, a lane per contract."""
+
+    def __init__(self, store: EventStore, sink: Sink, *, concurrency: int = 16) -> None:
+        self.store = store
+        self.sink = sink
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._lanes: set[str] = set()  # streams with a lane running
+        self._again: set[str] = set()  # streams woken while their lane was running
+        self._tg: TaskGroup | None = None
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Deliver until cancelled, starting with what the read model says is queued."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
+            after: str | None = None
+            while True:
+                rows = await self.store.query_documents(
+                    CONTRACTS, equals={"_sink_pending": "yes"}, after_key=after, limit=500
+                )
+                for external_id, _ in rows:
+                    self.wake(contract_stream(external_id))
+                if len(rows) < 500:
+                    break
+                after = rows[-1][0]
+            await anyio.sleep_forever()
+
+    def wake(self, stream: str) -> None:
+        """Deliver what ``stream`` has queued (now, or once its running lane gets to it)."""
+        if self._tg is None:
+            raise RuntimeError("the sink worker is not running")
+        if stream in self._lanes:
+            self._again.add(stream)
+            return
+        self._lanes.add(stream)
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._tg.start_soon(self._lane, stream)
+
+    async def wait_idle(self) -> None:
+        """Return once no lane is running (tests; a quiet moment, not a promise)."""
+        await self._idle.wait()
+
+    async def _lane(self, stream: str) -> None:
+        try:
+            async with self._limiter:
+                while True:
+                    self._again.discard(stream)
+                    state = fold(await self.store.read_stream(stream))
+                    if state is None or not state.sink_queue:
+                        if stream in self._again:
+                            continue
+                        return  # no await between the check and leaving the lane set
+                    with bound_contextvars(external_id=external_id_of(stream), stream=stream):
+                        try:
+                            await self._deliver(state, state.sink_queue[0])
+                        except Exception:
+                            # The store failed (a delivery that failed is recorded, not
+                            # raised): leave the rest queued for the next wake or start.
+                            log.exception("sink delivery could not be recorded")
+                            return
+        finally:
+            self._lanes.discard(stream)
+            self._again.discard(stream)
+            if not self._lanes:
+                self._idle.set()
+
+    async def _deliver(self, current: ContractState, queued: Mapping[str, Any]) -> None:
+        milestone = str(queued["milestone"])
+        webhook_id = str(queued["webhook_id"])
+        trigger = queued.get("trigger")
+        base = {"milestone": milestone, "webhook_id": webhook_id}
+        parked = current.sink_parked
+        if parked is not None and parked.get("milestone") != milestone:
+            # The sink hears a contract's milestones in order: while one is parked, the
+            # next is held behind it (and listed with it) rather than told out of turn.
+            ahead = str(parked.get("milestone"))
+            fact = {
+                **base,
+                "attempts": 0,
+                "error": f"held back until the {ahead} delivery before it gets through",
+                "held_behind": ahead,
+            }
+            await self._record(current, trigger, EventType.SINK_GAVE_UP, fact)
+            return
+        data = public_view(current.to_document())
+        if milestone == "synced":
+            data["sync"] = "synced"  # what this very delivery makes true
+        last_error = ""
+
+        async def record(attempt: SinkAttempt) -> None:
+            nonlocal last_error
+            info = {**base, "status": attempt.status, "attempt": attempt.attempt}
+            if attempt.ok:
+                await self._record(
+                    current, trigger, EventType.SINK_DELIVERED, {**info, "skipped": False}
+                )
+            else:
+                last_error = attempt.error or ""
+                await self._record(
+                    current,
+                    trigger,
+                    EventType.SINK_ATTEMPT_FAILED,
+                    {**info, "error": attempt.error},
+                )
+
+        log.info("sink delivery", milestone=milestone, webhook_id=webhook_id)
+        if not await self.sink.deliver(webhook_id, milestone, data, record):
+            fact = {**base, "attempts": self.sink.max_attempts, "error": last_error}
+            await self._record(current, trigger, EventType.SINK_GAVE_UP, fact)
+
+    async def _record(
+        self, current: ContractState, trigger: Any, type_: str, data: dict[str, Any]
+    ) -> None:
+        # Caused by the event that called for the milestone, as when delivered inline:
+        # replay ties the outcome to that event's decision.
+        event = NewEvent(
+            type_,
+            data,
+            "sink",
+            causation_id=trigger if isinstance(trigger, str) else None,
+            correlation_id=current.correlation_id,
+        )
+        await self.store.append(
+            contract_stream(current.external_id), [event], expected_version=None
+        )
