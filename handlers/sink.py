@@ -1,7 +1,8 @@
 """Telling the source system about milestones, signed the Standard Webhooks way.
 
 A POST per milestone (created, sent, synced, failed, voided) to ``SPOTSYNC_SINK_URL``
-with a JSON body ``{"type": "contract.<milestone>", "timestamp", "data": <projection>}``
+with a JSON body ``{"type": "contract.<milestone>", "timestamp": <when the milestone was
+reached, ISO 8601>, "data": <projection>}`` (the same bytes on every attempt)
 and the headers ``webhook-id`` (the same on every attempt, so the receiver can dedupe),
 ``webhook-timestamp`` (Unix seconds) and ``webhook-signature``
 (``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``). A secret written
@@ -27,6 +28,8 @@ from typing import Any
 import anyio
 import httpx
 import orjson
+
+from eventstore.envelope import format_timestamp, utcnow
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
@@ -113,12 +116,18 @@ class Sink:
         milestone: str,
         data: Mapping[str, Any],
         on_attempt: Callable[[SinkAttempt], Awaitable[None]],
+        *,
+        occurred_at: str | None = None,
     ) -> bool:
-        """POST until a 2xx or ``max_attempts``; True when delivered."""
+        """POST until a 2xx or ``max_attempts``; True when delivered.
+
+        ``occurred_at``: when the milestone was reached (ISO 8601; default now), the
+        body's ``timestamp`` as Standard Webhooks has it; ``webhook-timestamp`` is the
+        time of each attempt.
+        """
+        stamp = occurred_at or format_timestamp(utcnow())
+        body = orjson.dumps({"type": f"contract.{milestone}", "timestamp": stamp, "data": data})
         for attempt in range(1, self.max_attempts + 1):
-            body = orjson.dumps(
-                {"type": f"contract.{milestone}", "timestamp": int(time.time()), "data": data}
-            )
             result = await self._post(attempt, webhook_id, body)
             await on_attempt(result)
             if result.ok:

@@ -142,7 +142,11 @@ class SinkWorker:
                 )
 
         log.info("sink delivery", milestone=milestone, webhook_id=webhook_id)
-        if not await self.sink.deliver(webhook_id, milestone, data, record):
+        at = queued.get("at")
+        occurred_at = at if isinstance(at, str) else None
+        if not await self.sink.deliver(
+            webhook_id, milestone, data, record, occurred_at=occurred_at
+        ):
             fact = {**base, "attempts": self.sink.max_attempts, "error": last_error}
             await self._record(current, trigger, EventType.SINK_GAVE_UP, fact)
 

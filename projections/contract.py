@@ -453,6 +453,7 @@ def _sink_queued(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     if milestone in s["notified"] or any(q["milestone"] == milestone for q in s["sink_queue"]):
         return
     queued = {key: _text(d.get(key)) for key in ("milestone", "webhook_id", "trigger")}
+    queued["at"] = s["updated_at"]  # when the milestone was reached: the notice's timestamp
     s["sink_queue"] = (*s["sink_queue"], queued)
 
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from eventstore import MemoryEventStore, NewEvent
+from eventstore.envelope import format_timestamp
 from handlers.documents import document_file_name
 from handlers.parked import retry_parked
 from handlers.sink import Sink, SinkAttempt, sign
@@ -58,9 +59,13 @@ async def test_delivery_retries_until_2xx_with_the_same_webhook_id() -> None:
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
         sink = Sink("https://crm.test/hook", "s3cret", http=http, base_delay=0.0, max_delay=0.0)
-        assert await sink.deliver("msg_abc", "created", {"external_id": "x"}, record)
+        reached = "2026-11-24T10:00:00.123456Z"
+        data = {"external_id": "x"}
+        assert await sink.deliver("msg_abc", "created", data, record, occurred_at=reached)
     assert [a.status for a in attempts] == [503, 503, 200]
     assert {r.headers["webhook-id"] for r in seen} == {"msg_abc"}
+    assert {r.content for r in seen} == {seen[0].content}  # the same message each time
+    assert json.loads(seen[0].content)["timestamp"] == reached
     last = seen[-1]
     message = f"msg_abc.{last.headers['webhook-timestamp']}.".encode() + last.content
     digest = hmac.new(b"s3cret", message, hashlib.sha256).digest()
@@ -218,9 +223,12 @@ async def test_milestones_queued_before_a_stop_are_delivered_after_the_start(
     told: list[str] = []
     answering = anyio.Event()
 
+    stamps: list[str] = []
+
     async def answer(req: httpx.Request) -> httpx.Response:
         await answering.wait()
         told.append(req.headers["webhook-id"])
+        stamps.append(json.loads(req.content)["timestamp"])
         return httpx.Response(200)
 
     store, client = MemoryEventStore(), FakeSpotDraft()
@@ -241,6 +249,9 @@ async def test_milestones_queued_before_a_stop_are_delivered_after_the_start(
                 state = await settle(store)
     assert state.notified == ("created",)
     assert told == [queued[0]["webhook_id"]]
+    history = await store.read_stream("contract-deal-1")
+    reached = next(e.recorded_at for e in history if e.type == EventType.SINK_QUEUED)
+    assert stamps == [format_timestamp(reached)]  # when it happened, not when it was sent
     assert client.calls["create_contract"] == 1
 
 
