@@ -37,7 +37,7 @@ from handlers.spotdraft import RateBudget, SpotDraftClient, SpotDraftCredentials
 from handlers.worker import CHECKPOINT as HANDLERS_CHECKPOINT
 from handlers.worker import run_handlers
 from projections.rebuild import rebuild_if_outdated
-from projections.runner import PROJECTION, run_projections
+from projections.runner import PROJECTION, SHAPE, run_projections
 
 log = structlog.get_logger("spotsync.daemon")
 
@@ -140,7 +140,9 @@ class Daemon:
             )
             handlers_stop = anyio.Event()
             # Rows folded by another version of the fold are folded again before serving.
-            await rebuild_if_outdated(store)
+            rebuilt = await rebuild_if_outdated(store, on_start=_rebuilding)
+            if rebuilt is not None:
+                log.info("read models rebuilt", events=rebuilt.position, seconds=rebuilt.seconds)
             async with anyio.create_task_group() as workers:
                 await workers.start(
                     lambda task_status: run_projections(store, task_status=task_status)
@@ -206,6 +208,14 @@ async def _claim_store(store: EventStore) -> None:
     raise StoreBusyError(
         "another spotsync run is already serving this database; one daemon per store "
         "(a second would repeat SpotDraft calls and sink notices): stop that one first"
+    )
+
+
+def _rebuilding(shape: int) -> None:
+    log.warning(
+        "the read models were written by another version of spotsync: rebuilding them",
+        shape=shape,
+        expected=SHAPE,
     )
 
 

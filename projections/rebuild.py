@@ -25,7 +25,6 @@ from typing import Any
 
 import anyio
 import anyio.to_process
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from eventstore import Document, DocumentWrite, EventStore, open_store
@@ -41,8 +40,6 @@ from projections.runner import (
     state_writes,
     stored_shape,
 )
-
-log = structlog.get_logger("spotsync.projections")
 
 MAX_REPORTED = 100
 # Below this many events, starting worker processes costs more than it saves.
@@ -116,21 +113,18 @@ async def rebuild(
     return report
 
 
-async def rebuild_if_outdated(store: EventStore) -> RebuildReport | None:
+async def rebuild_if_outdated(
+    store: EventStore, on_start: Callable[[int], None] | None = None
+) -> RebuildReport | None:
     """Rebuild the live read models if an earlier (or later) spotsync wrote them with
-    another shape of the fold (``projections.runner.SHAPE``); None when they are current."""
+    another shape of the fold (``projections.runner.SHAPE``); None when they are current.
+    ``on_start(stored shape)`` before a rebuild starts: a long log takes a while."""
     shape = await stored_shape(store)
     if shape is None or shape == SHAPE:
         return None
-    log.warning(
-        "the read models were written by another version of spotsync: rebuilding them",
-        shape=shape,
-        expected=SHAPE,
-        events=await store.last_position(),
-    )
-    report = await rebuild(store)
-    log.info("read models rebuilt", events=report.position, seconds=round(report.seconds, 1))
-    return report
+    if on_start is not None:
+        on_start(shape)
+    return await rebuild(store)
 
 
 def default_workers() -> int:
