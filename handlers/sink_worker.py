@@ -93,7 +93,8 @@ class SinkWorker:
                             await self._deliver(state, state.sink_queue[0])
                         except Exception:
                             # The store failed (a delivery that failed is recorded, not
-                            # raised): leave the rest queued for the next wake or start.
+                            # raised): what is queued stays queued, for the next nudge
+                            # (the reconciler's, an operator's) or the next start.
                             log.exception("sink delivery could not be recorded")
                             return
         finally:

@@ -166,6 +166,10 @@ class HandlerRunner:
         commands = decide(before, event)
         after = apply(before, event)
         self._remember(event.stream, after)
+        if after.sink_queue and self.executor.sink is not None:
+            # Whatever the event, notices still queued are being delivered (a lane that
+            # stopped on a store error takes up again at the contract's next event).
+            self.executor.sink.wake(event.stream)
         if not commands:
             return
         newer = await self.store.read_stream(event.stream, from_version=event.version + 1)

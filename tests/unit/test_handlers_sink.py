@@ -255,6 +255,35 @@ async def test_milestones_queued_before_a_stop_are_delivered_after_the_start(
     assert client.calls["create_contract"] == 1
 
 
+async def test_a_notice_left_queued_is_taken_up_at_an_event_of_the_contract(
+    tmp_path: Path,
+) -> None:
+    """A notice queued with no worker woken for it (by a process that stopped right
+    after, or whose lane stopped on a store error) is delivered as soon as the handlers
+    see an event of that contract."""
+    told: list[str] = []
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        told.append(json.loads(req.content)["type"])
+        return httpx.Response(200)
+
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        sink = Sink("https://crm.test/hook", None, http=http)
+        async with handlers(store, client, tmp_path, sink):
+            await request(store)
+            with anyio.fail_after(5):
+                await settle(store)
+            assert told == ["contract.created"]
+            left = {"milestone": "sent", "webhook_id": "msg_left", "trigger": None}
+            await append(store, EventType.SINK_QUEUED, left, source="sink")
+            await webhook(store, "CONTRACT_SENT_TO_COUNTERPARTY")
+            with anyio.fail_after(5):
+                state = await settle(store)
+    assert told == ["contract.created", "contract.sent"]
+    assert state.notified == ("created", "sent")
+
+
 def _retry() -> NewEvent:
     return NewEvent(EventType.RETRY_REQUESTED, {"reason": None}, "operator")
 
