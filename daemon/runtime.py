@@ -33,6 +33,7 @@ from eventstore import EventStore, StoreBusyError, open_store
 from handlers.parked import list_parked
 from handlers.reconciler import run_reconciler
 from handlers.sink import Sink
+from handlers.sink_worker import queued_contracts
 from handlers.spotdraft import RateBudget, SpotDraftClient, SpotDraftCredentials
 from handlers.worker import CHECKPOINT as HANDLERS_CHECKPOINT
 from handlers.worker import run_handlers
@@ -126,8 +127,9 @@ class Daemon:
                 sink = Sink(settings.sink_url, settings.sink_secret)
                 stack.push_async_callback(sink.aclose)
 
-            async def count_parked(metrics: Metrics) -> None:
+            async def scrape_counts(metrics: Metrics) -> None:
                 metrics.set_parked(len(await list_parked(store)))
+                metrics.set_sink_queued(len(await queued_contracts(store)))
 
             app = create_app(
                 store,
@@ -135,7 +137,7 @@ class Daemon:
                 metrics=metrics,
                 subscriptions_running=lambda: self._ready,
                 lag_checkpoints=(PROJECTION, HANDLERS_CHECKPOINT),
-                on_scrape=count_parked,
+                on_scrape=scrape_counts,
                 allow_anonymous=self.insecure_local,
             )
             handlers_stop = anyio.Event()

@@ -33,6 +33,20 @@ from projections.runner import CONTRACTS
 log = structlog.get_logger("spotsync.sink")
 
 
+async def queued_contracts(store: EventStore) -> list[str]:
+    """The contracts whose read-model row says notices are queued for the sink."""
+    found: list[str] = []
+    after: str | None = None
+    while True:
+        rows = await store.query_documents(
+            CONTRACTS, equals={"_sink_pending": "yes"}, after_key=after, limit=500
+        )
+        found.extend(key for key, _ in rows)
+        if len(rows) < 500:
+            return found
+        after = rows[-1][0]
+
+
 class SinkWorker:
     """Delivers the milestones queued in contract streams, a lane per contract."""
 
@@ -51,16 +65,8 @@ class SinkWorker:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             task_status.started()
-            after: str | None = None
-            while True:
-                rows = await self.store.query_documents(
-                    CONTRACTS, equals={"_sink_pending": "yes"}, after_key=after, limit=500
-                )
-                for external_id, _ in rows:
-                    self.wake(contract_stream(external_id))
-                if len(rows) < 500:
-                    break
-                after = rows[-1][0]
+            for external_id in await queued_contracts(self.store):
+                self.wake(contract_stream(external_id))
             await anyio.sleep_forever()
 
     def wake(self, stream: str) -> None:

@@ -72,6 +72,11 @@ class Metrics:
             "Work stopped on a permanent error, waiting for a person.",
             registry=r,
         )
+        self.sink_queued = Gauge(
+            "spotsync_sink_queued_contracts",
+            "Contracts with notices queued for the sink, not yet delivered or given up on.",
+            registry=r,
+        )
         # Labels that are always present, so a scrape shows zeros rather than nothing.
         for reason in ("missing", "invalid"):
             self.webhook_verification_failures.labels(reason)
@@ -112,6 +117,9 @@ class Metrics:
 
     def set_parked(self, count: int) -> None:
         self.parked.set(count)
+
+    def set_sink_queued(self, contracts: int) -> None:
+        self.sink_queued.set(contracts)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

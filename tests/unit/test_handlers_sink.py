@@ -17,6 +17,7 @@ from eventstore.envelope import format_timestamp
 from handlers.documents import document_file_name
 from handlers.parked import retry_parked
 from handlers.sink import Sink, SinkAttempt, sign
+from handlers.sink_worker import queued_contracts
 from projections.events import EventType, contract_stream
 from projections.runner import ContractProjection, catch_up
 from tests.unit.test_handlers_support import (
@@ -242,6 +243,7 @@ async def test_milestones_queued_before_a_stop_are_delivered_after_the_start(
         queued = (await state_of(store)).sink_queue
         assert [q["milestone"] for q in queued] == ["created"]
         await catch_up(store, ContractProjection(store))
+        assert await queued_contracts(store) == ["deal-1"]  # what /metrics counts, too
 
         answering.set()
         async with handlers(store, client, tmp_path, sink):

@@ -90,6 +90,7 @@ async def test_metrics_expose_the_counters(store: MemoryEventStore) -> None:
 
     async def parked(m: Metrics) -> None:
         m.set_parked(2)
+        m.set_sink_queued(3)
 
     app.state.on_scrape = parked
     metrics.api_call("POST /api/v2.1/public/contracts/", 201, seconds=0.2)
@@ -109,6 +110,7 @@ async def test_metrics_expose_the_counters(store: MemoryEventStore) -> None:
     assert 'status="timeout"' in text
     assert 'spotsync_webhook_verification_failures_total{reason="missing"} 1.0' in text
     assert "spotsync_parked_items 2.0" in text
+    assert "spotsync_sink_queued_contracts 3.0" in text
     assert 'spotsync_subscription_lag_events{subscription="handlers"} 0.0' in text
     assert "# TYPE spotsync_events_appended_total counter" in text
     assert TOKEN not in text
