@@ -44,6 +44,9 @@ log = structlog.get_logger("spotsync.daemon")
 
 # How long in-flight HTTP requests may take to finish once shutdown begins.
 GRACEFUL_SECONDS = 10.0
+# How long a webhook naming only SpotDraft's contract id waits for the id map to catch
+# up with the log (a contract created a moment ago) before it is filed as unmatched.
+ID_MAP_WAIT_SECONDS = 2.0
 # How long a starting daemon waits for the one before it to let go of the store: a
 # process just killed holds it until the database has seen its session end.
 CLAIM_WAIT_SECONDS = 5.0
@@ -139,6 +142,7 @@ class Daemon:
                 lag_checkpoints=(PROJECTION, HANDLERS_CHECKPOINT),
                 on_scrape=scrape_counts,
                 allow_anonymous=self.insecure_local,
+                id_map_wait=ID_MAP_WAIT_SECONDS,
             )
             handlers_stop = anyio.Event()
             # Rows folded by another version of the fold are folded again before serving.

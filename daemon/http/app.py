@@ -109,6 +109,7 @@ def create_app(
     on_scrape: Callable[[Metrics], Awaitable[None]] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     allow_anonymous: bool = False,
+    id_map_wait: float = 0.0,
     extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The HTTP app over ``store``.
@@ -120,6 +121,9 @@ def create_app(
     - ``on_scrape``: awaited before each ``/metrics`` answer (e.g. to set the parked count).
     - ``allow_anonymous``: serve ``/v1`` without a token when ``config.api_token`` is
       None (``--insecure-local``); otherwise a missing token is a startup error.
+    - ``id_map_wait``: how long a webhook that names only SpotDraft's contract id, and
+      is not in the id map, waits for the read models to catch up with the log before
+      it is filed as unmatched (the daemon, which runs them, sets it; 0: no wait).
     - ``extra_routes``: served by the same app, behind the same middleware (the ingest
       benchmark's no-op route, so that its baseline pays what the webhook route pays).
     """
@@ -156,4 +160,5 @@ def create_app(
     app.state.on_scrape = on_scrape
     app.state.openapi = openapi_document(bearer=config.api_token is not None)
     app.state.known_streams = KnownStreams()
+    app.state.id_map_wait = id_map_wait
     return app

@@ -16,6 +16,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import orjson
 import structlog
 from starlette.types import Receive, Scope, Send
@@ -27,6 +28,7 @@ from daemon.http.validation import is_valid_external_id
 from eventstore import EventStore, NewEvent
 from eventstore.envelope import format_timestamp, utcnow
 from projections.events import UNMATCHED_WEBHOOKS_STREAM, EventType, contract_stream
+from projections.runner import PROJECTION, wait_for_projection
 
 SIGNATURE_HEADER = "x-sd-webhook-content-hash"
 _SIGNATURE_HEADER_BYTES = SIGNATURE_HEADER.encode("ascii")
@@ -138,9 +140,18 @@ class KnownStreams:
 
 
 async def resolve_stream(
-    store: EventStore, delivery: Delivery, known: KnownStreams | None = None
+    store: EventStore,
+    delivery: Delivery,
+    known: KnownStreams | None = None,
+    *,
+    id_map_wait: float = 0.0,
 ) -> tuple[str, str | None]:
-    """The stream a delivery belongs to, and the contract's external id when it maps to one."""
+    """The stream a delivery belongs to, and the contract's external id when it maps to one.
+
+    A delivery that names only SpotDraft's contract id is mapped through the read model's
+    id map, which may trail the log by a moment: one for a contract created just now
+    waits up to ``id_map_wait`` seconds for it to catch up before it counts as unmatched.
+    """
     if delivery.external_id is not None:
         stream = contract_stream(delivery.external_id)
         exists = (
@@ -151,12 +162,22 @@ async def resolve_stream(
         if exists:
             return stream, delivery.external_id
     if delivery.contract_id is not None:
-        row = await store.get_document(CONTRACT_IDS, str(delivery.contract_id))
-        mapped = row.get("external_id") if row else None
-        if is_valid_external_id(mapped):
-            assert isinstance(mapped, str)
+        mapped = await _mapped(store, delivery.contract_id)
+        if mapped is None and id_map_wait > 0:
+            head = await store.last_position()
+            if await store.load_checkpoint(PROJECTION) < head:
+                with anyio.move_on_after(id_map_wait):
+                    await wait_for_projection(store, head)
+                mapped = await _mapped(store, delivery.contract_id)
+        if mapped is not None:
             return contract_stream(mapped), mapped
     return UNMATCHED_WEBHOOKS_STREAM, None
+
+
+async def _mapped(store: EventStore, contract_id: int) -> str | None:
+    row = await store.get_document(CONTRACT_IDS, str(contract_id))
+    mapped = row.get("external_id") if row else None
+    return mapped if is_valid_external_id(mapped) and isinstance(mapped, str) else None
 
 
 class WebhookEndpoint:
@@ -191,7 +212,9 @@ class WebhookEndpoint:
 
         delivery = Delivery.parse(body)
         store: EventStore = state.store
-        stream, external_id = await resolve_stream(store, delivery, state.known_streams)
+        stream, external_id = await resolve_stream(
+            store, delivery, state.known_streams, id_map_wait=state.id_map_wait
+        )
         data = {
             "activity": delivery.activity,
             "contract_id": delivery.contract_id,

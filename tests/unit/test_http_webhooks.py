@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from daemon.http import Metrics, create_app
 from eventstore import DocumentWrite, MemoryEventStore, NewEvent, PersistenceError
 from projections.events import UNMATCHED_WEBHOOKS_STREAM, EventType
+from projections.runner import ContractProjection, catch_up
 
 RAW_KEY = b"workspace-webhook-key-0123456789"
 HMAC_KEY = base64.b64encode(RAW_KEY).decode()
@@ -233,6 +234,53 @@ async def test_maps_by_contract_id_through_the_id_map(
     events = await store.read_stream("contract-deal-2")
     assert events[-1].type == "WebhookReceived"
     assert events[-1].data["external_id"] == "deal-2"
+
+
+@pytest.mark.anyio
+async def test_a_contract_created_a_moment_ago_waits_for_the_id_map(
+    store: MemoryEventStore,
+) -> None:
+    """A delivery naming only SpotDraft's contract id, for a contract whose creation the
+    read models have not folded yet, waits for them and lands on the contract, not among
+    the unmatched; one that matches nothing still goes there once they are caught up."""
+    app = create_app(store, Config(), id_map_wait=30.0)
+    created = {"id": "T-1234", "contract_id": 1234, "contract_status": "DRAFT"}
+    await add_contract(store, "deal-3")
+    await store.append(
+        "contract-deal-3",
+        [NewEvent(EventType.CONTRACT_CREATED, created, "api")],
+        expected_version=None,
+    )
+    body = delivery()  # no external_metadata: SpotDraft's id only
+    answers: list[httpx.Response] = []
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://daemon") as client,
+        anyio.create_task_group() as tg,
+    ):
+
+        async def deliver() -> None:
+            answers.append(await post(client, body, sign(body)))
+
+        tg.start_soon(deliver)
+        with anyio.fail_after(5):
+            await anyio.wait_all_tasks_blocked()  # waiting for the read models
+            assert answers == []
+            await catch_up(store, ContractProjection(store))
+    assert [a.status_code for a in answers] == [200]
+    assert (await store.read_stream("contract-deal-3"))[-1].type == "WebhookReceived"
+
+    other = delivery(contract_id=999)
+    await catch_up(store, ContractProjection(store))
+    with anyio.fail_after(5):
+        assert (await post_to(app, other)).status_code == 200
+    assert await store.stream_version(UNMATCHED_WEBHOOKS_STREAM) == 1
+
+
+async def post_to(app: object, body: bytes) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as client:
+        return await post(client, body, sign(body))
 
 
 @pytest.mark.anyio
