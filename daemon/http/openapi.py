@@ -173,6 +173,11 @@ def _document() -> Schema:
                         {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
                         "First stream version to return.",
                     ),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                        "At most this many events (default: all the rest).",
+                    ),
                 ],
                 "responses": {
                     "200": _json(
@@ -180,8 +185,13 @@ def _document() -> Schema:
                             {
                                 "external_id": STR,
                                 "events": {"type": "array", "items": ref("Event")},
+                                "next_from_version": {
+                                    "type": ["integer", "null"],
+                                    "description": "from_version of the next page; null "
+                                    "when these are the last events.",
+                                },
                             },
-                            ("external_id", "events"),
+                            ("external_id", "events", "next_from_version"),
                         ),
                         "The events.",
                     ),

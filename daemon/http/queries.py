@@ -144,6 +144,11 @@ async def contract_events(request: Request) -> Response:
     text = request.query_params.get("from_version", "1")
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_VERSION:
         raise _bad("from_version", "must be a positive integer")
+    limit = request.query_params.get("limit")
+    if limit is not None and (
+        not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIMIT
+    ):
+        raise _bad("limit", f"must be an integer from 1 to {MAX_LIMIT}")
     store: EventStore = request.app.state.store
     stream = contract_stream(external_id)
     if await store.stream_version(stream) == 0:
@@ -152,14 +157,17 @@ async def contract_events(request: Request) -> Response:
     events = await store.read_stream(stream)
     summaries = summarize(events)
     first = int(text)
+    last = len(events) if limit is None else min(len(events), first - 1 + int(limit))
     return ORJSONResponse(
         {
             "external_id": external_id,
             "events": [
                 _envelope(e, summary)
-                for e, summary in zip(events, summaries, strict=True)
-                if e.version >= first
+                for e, summary in zip(
+                    events[first - 1 : last], summaries[first - 1 : last], strict=True
+                )
             ],
+            "next_from_version": last + 1 if last < len(events) else None,
         }
     )
 

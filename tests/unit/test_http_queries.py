@@ -226,6 +226,34 @@ async def test_events_are_the_stream_in_order(
 
 
 @pytest.mark.anyio
+async def test_a_long_history_comes_in_pages(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    """With ``limit``, each page names the from_version of the next, and the last none;
+    the pages together are the whole stream, with the summaries it has in one piece."""
+    await request(store, "d-4")
+    webhook = {"activity": "CONTRACT_SIGNED", "contract_status": "SIGN", "raw_body": "{}"}
+    for _ in range(6):
+        await store.append(
+            "contract-d-4", [NewEvent("WebhookReceived", webhook, "webhook")], expected_version=None
+        )
+    whole = (await client.get("/v1/contracts/d-4/events")).json()
+    assert whole["next_from_version"] is None
+    pages, version = [], 1
+    while version is not None:
+        page = (await client.get(f"/v1/contracts/d-4/events?from_version={version}&limit=3")).json()
+        pages.append([e["version"] for e in page["events"]])
+        version = page["next_from_version"]
+    assert pages == [[1, 2, 3], [4, 5, 6], [7]]
+    second = await client.get("/v1/contracts/d-4/events?from_version=4&limit=1")
+    assert second.json()["events"][0]["summary"] == whole["events"][3]["summary"]
+    assert "duplicate" in second.json()["events"][0]["summary"]
+    bad = await client.get("/v1/contracts/d-4/events?limit=0")
+    assert bad.status_code == 422
+    assert bad.json()["error"]["fields"][0]["field"] == "limit"
+
+
+@pytest.mark.anyio
 async def test_events_of_an_unknown_contract_are_404(client: httpx.AsyncClient) -> None:
     """No stream, no events: 404."""
     assert (await client.get("/v1/contracts/nobody/events")).status_code == 404
