@@ -89,19 +89,20 @@ class SinkWorker:
             async with self._limiter:
                 while True:
                     self._again.discard(stream)
-                    state = fold(await self.store.read_stream(stream))
-                    if state is None or not state.sink_queue:
-                        if stream in self._again:
-                            continue
-                        return  # no await between the check and leaving the lane set
                     with bound_contextvars(external_id=external_id_of(stream), stream=stream):
                         try:
+                            state = fold(await self.store.read_stream(stream))
+                            if state is None or not state.sink_queue:
+                                if stream in self._again:
+                                    continue
+                                return  # no await between the check and leaving the lane set
                             await self._deliver(state, state.sink_queue[0])
                         except Exception:
                             # The store failed (a delivery that failed is recorded, not
                             # raised): what is queued stays queued, for the next nudge
-                            # (the reconciler's, an operator's) or the next start.
-                            log.exception("sink delivery could not be recorded")
+                            # (the reconciler's, an operator's) or the next start. Only
+                            # this lane stops: the other contracts' lanes go on.
+                            log.exception("sink delivery could not be read or recorded")
                             return
         finally:
             self._lanes.discard(stream)

@@ -12,12 +12,12 @@ import anyio
 import httpx
 import pytest
 
-from eventstore import MemoryEventStore, NewEvent
+from eventstore import MemoryEventStore, NewEvent, PersistenceError, RecordedEvent
 from eventstore.envelope import format_timestamp
 from handlers.documents import document_file_name
 from handlers.parked import retry_parked
 from handlers.sink import Sink, SinkAttempt, sign
-from handlers.sink_worker import queued_contracts
+from handlers.sink_worker import SinkWorker, queued_contracts
 from projections.events import EventType, contract_stream
 from projections.runner import ContractProjection, catch_up
 from tests.unit.test_handlers_support import (
@@ -284,6 +284,48 @@ async def test_a_notice_left_queued_is_taken_up_at_an_event_of_the_contract(
                 state = await settle(store)
     assert told == ["contract.created", "contract.sent"]
     assert state.notified == ("created", "sent")
+
+
+class _FlakyReads(MemoryEventStore):
+    """A store whose next ``read_stream`` fails once ``failing`` is set."""
+
+    failing = False
+
+    async def read_stream(self, stream: str, *, from_version: int = 1) -> list[RecordedEvent]:
+        if self.failing:
+            self.failing = False
+            raise PersistenceError("database is locked")
+        return await super().read_stream(stream, from_version=from_version)
+
+
+async def test_a_store_error_reading_a_lane_stops_only_that_lane(tmp_path: Path) -> None:
+    """A lane that cannot read its stream leaves the notice queued; the sink's workers
+    (and the handlers with them) keep running, and the next wake delivers it."""
+    told: list[str] = []
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        told.append(json.loads(req.content)["type"])
+        return httpx.Response(200)
+
+    store = _FlakyReads()
+    await request(store)
+    queued = {"milestone": "created", "webhook_id": "msg_1", "trigger": None}
+    await append(store, EventType.SINK_QUEUED, queued, source="sink")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        worker = SinkWorker(store, Sink("https://crm.test/hook", None, http=http))
+        async with anyio.create_task_group() as tg:
+            await tg.start(worker.run)
+            with anyio.fail_after(5):
+                await worker.wait_idle()
+                store.failing = True
+                worker.wake(contract_stream("deal-1"))
+                await worker.wait_idle()
+                assert told == []
+                worker.wake(contract_stream("deal-1"))
+                await worker.wait_idle()
+            tg.cancel_scope.cancel()
+    assert told == ["contract.created"]
+    assert (await state_of(store)).notified == ("created",)
 
 
 def _retry() -> NewEvent:
