@@ -487,6 +487,28 @@ def _sink_gave_up(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None
 
 
 def _retry(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
+    # The parked delivery and those held behind it are queued again, each under its own
+    # webhook-id, ahead of what was queued after them (and not yet told as held): the
+    # sink's workers may read the stream before the handlers see this event.
+    parked = s["sink_parked"]
+    if parked is not None:
+        queue = s["sink_queue"]
+        again: list[Mapping[str, Any]] = []
+        for told in (parked, *s["sink_held"]):
+            milestone = _text(told.get("milestone"))
+            if milestone is None or milestone in s["notified"]:
+                continue
+            if any(q["milestone"] == milestone for q in (*again, *queue)):
+                continue
+            again.append(
+                {
+                    "milestone": milestone,
+                    "webhook_id": _text(told.get("webhook_id")) or f"msg_{m.get('event_id')}",
+                    "trigger": _text(m.get("event_id")),
+                    "at": s["updated_at"],
+                }
+            )
+        s["sink_queue"] = (*again, *queue)
     # A failure told to the sink may be told again if the retry fails again.
     s["error"] = s["sink_parked"] = s["deferred"] = None
     s["sink_held"] = ()
@@ -515,6 +537,6 @@ _APPLY: dict[str, _Fold] = {
     EventType.RETRY_REQUESTED: _retry,
 }
 # The types whose handler reads the event's metadata (the others get an empty mapping).
-_READS_METADATA = frozenset({EventType.CONTRACT_REQUESTED})
+_READS_METADATA = frozenset({EventType.CONTRACT_REQUESTED, EventType.RETRY_REQUESTED})
 _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 _DEFAULTS.update(ContractState(external_id="").__dict__)

@@ -69,8 +69,9 @@ SHADOW = Tables(
 # rebuilds the read models before it serves (``projections.rebuild.rebuild_if_outdated``).
 # 1: rows written before the shape was recorded; 2: quiet status answers (``_quiet_for``);
 # 3: sink milestones held behind a parked one (``_sink_held``); 4: milestones queued for
-# the sink's workers (``_sink_queue``, ``_sink_pending``).
-SHAPE = 4
+# the sink's workers (``_sink_queue``, ``_sink_pending``); 5: a retry queues the parked
+# milestones again ahead of those queued after them.
+SHAPE = 5
 SHAPES = "projection_shapes"  # projection name -> {"shape": n}
 
 

@@ -286,6 +286,37 @@ async def test_a_notice_left_queued_is_taken_up_at_an_event_of_the_contract(
     assert state.notified == ("created", "sent")
 
 
+async def test_a_retry_tells_the_parked_milestone_before_one_queued_after_it(
+    tmp_path: Path,
+) -> None:
+    """A milestone queued behind a parked one and not yet held back when the operator
+    retries (the sink's workers were busy, or stopped) is told after the parked one."""
+    told: list[tuple[str, str]] = []
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        told.append((json.loads(req.content)["type"], req.headers["webhook-id"]))
+        return httpx.Response(200)
+
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with handlers(store, client, tmp_path):  # no sink: created and sent, untold
+        await request(store, send={})
+        with anyio.fail_after(5):
+            assert (await settle(store)).sync == "sent"
+    gave_up = {"milestone": "created", "webhook_id": "msg_c", "attempts": 8, "error": "503"}
+    await append(store, EventType.SINK_GAVE_UP, gave_up, source="sink")
+    queued = {"milestone": "sent", "webhook_id": "msg_s", "trigger": None}
+    await append(store, EventType.SINK_QUEUED, queued, source="sink")
+    await retry_parked(store, "deal-1")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        sink = Sink("https://crm.test/hook", None, http=http)
+        async with handlers(store, client, tmp_path, sink):
+            with anyio.fail_after(5):
+                state = await settle(store)
+    assert told == [("contract.created", "msg_c"), ("contract.sent", "msg_s")]
+    assert state.notified == ("created", "sent")
+    assert state.sink_parked is None
+
+
 class _FlakyReads(MemoryEventStore):
     """A store whose next ``read_stream`` fails once ``failing`` is set."""
 
