@@ -34,7 +34,7 @@ from anyio.abc import TaskStatus
 from eventstore import EventStore, NewEvent
 from eventstore.envelope import format_timestamp, utcnow
 from handlers.api import SpotDraftAPI
-from handlers.decisions import outstanding
+from handlers.decisions import NotifySink, outstanding
 from handlers.spotdraft.errors import SpotDraftError
 from projections.contract import ContractState, merge_status
 from projections.events import EventType, contract_stream
@@ -123,9 +123,15 @@ async def reconcile_once(
 
 
 def _quiet(state: ContractState, status: object) -> bool:
-    """Whether a status answer leaves the contract as it was, waiting on people alone."""
+    """Whether a status answer leaves the contract as it was, waiting on people alone:
+    to send it, to sign it, or (a sink notice parked) an operator to retry it."""
     unchanged = merge_status(state, status if isinstance(status, str) else None) == state
-    return unchanged and state.deferred is None and not outstanding(state, "")
+    if not unchanged or state.deferred is not None:
+        return False
+    return all(
+        isinstance(command, NotifySink) and state.sink_parked is not None
+        for command in outstanding(state, "")
+    )
 
 
 async def _retry_deferred(store: EventStore, now: str, batch: int, report: ReconcileReport) -> None:

@@ -81,7 +81,8 @@ class ContractState:
     updated_at: str | None = None
     last_heard_at: str | None = None
     # Seconds the reconciler waits on top of stale_after before it asks again: its last
-    # answer saw nothing new (see handlers.reconciler). Any later event clears it.
+    # answer saw nothing new (see handlers.reconciler). Any later event clears it, but
+    # the sink's own failed attempts to tell the contract's news.
     quiet_for: float = 0.0
 
     @property
@@ -225,7 +226,8 @@ def apply(
     fields["version"] = event.version
     fields["last_position"] = event.position
     fields["updated_at"] = fields["last_heard_at"] = stamp
-    fields["quiet_for"] = 0.0
+    if event.type not in _KEEPS_QUIET:
+        fields["quiet_for"] = 0.0
     handler = _APPLY.get(event.type)
     if handler is not None:
         handler(fields, event.data, event.metadata)
@@ -254,6 +256,7 @@ class StreamFold:
         done: list[ContractState] = []
         handlers = _APPLY
         reads_metadata = _READS_METADATA
+        keeps_quiet = _KEEPS_QUIET
         loads = orjson.loads
         stream = self._stream
         fields = self._fields if self._fields is not None else _DEFAULTS
@@ -266,7 +269,8 @@ class StreamFold:
             fields["version"] = version
             fields["last_position"] = position
             fields["updated_at"] = fields["last_heard_at"] = stamp
-            fields["quiet_for"] = 0.0
+            if type_ not in keeps_quiet:
+                fields["quiet_for"] = 0.0
             handler = handlers.get(type_)
             if handler is not None:
                 meta = loads(metadata) if type_ in reads_metadata else _NO_METADATA
@@ -536,6 +540,11 @@ _APPLY: dict[str, _Fold] = {
     EventType.SINK_GAVE_UP: _sink_gave_up,
     EventType.RETRY_REQUESTED: _retry,
 }
+# The sink's failures to tell a contract's news: they are no news of the contract, so a
+# wait the reconciler asked for (``quiet_for``) goes on through them.
+_KEEPS_QUIET = frozenset(
+    {EventType.SINK_QUEUED, EventType.SINK_ATTEMPT_FAILED, EventType.SINK_GAVE_UP}
+)
 # The types whose handler reads the event's metadata (the others get an empty mapping).
 _READS_METADATA = frozenset({EventType.CONTRACT_REQUESTED, EventType.RETRY_REQUESTED})
 _NO_METADATA: Mapping[str, Any] = MappingProxyType({})

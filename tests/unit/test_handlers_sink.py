@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -13,9 +14,10 @@ import httpx
 import pytest
 
 from eventstore import MemoryEventStore, NewEvent, PersistenceError, RecordedEvent
-from eventstore.envelope import format_timestamp
+from eventstore.envelope import format_timestamp, utcnow
 from handlers.documents import document_file_name
 from handlers.parked import retry_parked
+from handlers.reconciler import reconcile_once
 from handlers.sink import Sink, SinkAttempt, sign
 from handlers.sink_worker import SinkWorker, queued_contracts
 from projections.events import EventType, contract_stream
@@ -357,6 +359,43 @@ async def test_a_store_error_reading_a_lane_stops_only_that_lane(tmp_path: Path)
             tg.cancel_scope.cancel()
     assert told == ["contract.created"]
     assert (await state_of(store)).notified == ("created",)
+
+
+async def test_a_contract_whose_synced_notice_is_parked_is_asked_less_often(
+    tmp_path: Path,
+) -> None:
+    """Executed and stored, its synced notice parked (the sink refuses it): the contract
+    waits on an operator, so the reconciler's calls, which also re-send the notice, back
+    off like those for a contract awaiting signature."""
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(503 if json.loads(req.content)["type"] == "contract.synced" else 200)
+
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        sink = Sink("https://crm.test/hook", None, http=http, max_attempts=2, base_delay=0.0)
+        async with handlers(store, client, tmp_path, sink):
+            await request(store, send={})
+            with anyio.fail_after(5):
+                await settle(store)
+                client.contracts["T-1"]["contract_status"] = "EXECUTED"
+                await webhook(store, "CONTRACT_EXECUTED")
+                state = await settle(store)
+            assert state.sink_parked is not None
+            assert state.sink_parked["milestone"] == "synced"
+
+            async def asked(after: timedelta) -> bool:
+                with anyio.fail_after(5):
+                    await settle(store)
+                await catch_up(store, ContractProjection(store))
+                report = await reconcile_once(
+                    store, client, stale_after=900, batch=5, now=utcnow() + after
+                )
+                return report.status_calls == 1
+
+            for minutes in (15, 30, 60):
+                assert not await asked(timedelta(minutes=minutes - 1))
+                assert await asked(timedelta(minutes=minutes))
 
 
 def _retry() -> NewEvent:
