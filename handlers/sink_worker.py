@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 import structlog
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 from structlog.contextvars import bound_contextvars
 
 from eventstore import EventStore, NewEvent
@@ -48,67 +48,87 @@ async def queued_contracts(store: EventStore) -> list[str]:
 
 
 class SinkWorker:
-    """Delivers the milestones queued in contract streams, a lane per contract."""
+    """Delivers the milestones queued in contract streams: ``concurrency`` workers, each
+    taking the next contract that has notices waiting and telling them in order.
+
+    Waiting contracts are kept as names in arrival order, not as tasks, so a long sink
+    outage with thousands of contracts queued costs a few bytes each.
+    """
 
     def __init__(self, store: EventStore, sink: Sink, *, concurrency: int = 16) -> None:
         self.store = store
         self.sink = sink
-        self._limiter = anyio.CapacityLimiter(concurrency)
-        self._lanes: set[str] = set()  # streams with a lane running
-        self._again: set[str] = set()  # streams woken while their lane was running
-        self._tg: TaskGroup | None = None
+        self.concurrency = concurrency
+        self._waiting: dict[str, None] = {}  # streams to work on, in the order woken
+        self._busy: set[str] = set()  # streams a worker is on
+        self._again: set[str] = set()  # streams woken while a worker was on them
+        self._woken = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
+        self._running = False
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Deliver until cancelled, starting with what the read model says is queued."""
         async with anyio.create_task_group() as tg:
-            self._tg = tg
+            for _ in range(self.concurrency):
+                tg.start_soon(self._work)
+            self._running = True
             task_status.started()
             for external_id in await queued_contracts(self.store):
                 self.wake(contract_stream(external_id))
-            await anyio.sleep_forever()
 
     def wake(self, stream: str) -> None:
-        """Deliver what ``stream`` has queued (now, or once its running lane gets to it)."""
-        if self._tg is None:
+        """Deliver what ``stream`` has queued (now, or once a worker is free for it)."""
+        if not self._running:
             raise RuntimeError("the sink worker is not running")
-        if stream in self._lanes:
+        if stream in self._busy:
             self._again.add(stream)
-            return
-        self._lanes.add(stream)
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
-        self._tg.start_soon(self._lane, stream)
+        elif stream not in self._waiting:
+            self._waiting[stream] = None
+            if self._idle.is_set():
+                self._idle = anyio.Event()
+            self._woken.set()
 
     async def wait_idle(self) -> None:
-        """Return once no lane is running (tests; a quiet moment, not a promise)."""
+        """Return once nothing is waiting or being worked on (a quiet moment, no promise)."""
         await self._idle.wait()
 
-    async def _lane(self, stream: str) -> None:
-        try:
-            async with self._limiter:
-                while True:
+    async def _work(self) -> None:
+        while True:
+            while not self._waiting:
+                if self._woken.is_set():  # every idle worker then waits on the same one
+                    self._woken = anyio.Event()
+                await self._woken.wait()
+            stream = next(iter(self._waiting))
+            del self._waiting[stream]
+            self._busy.add(stream)
+            try:
+                await self._lane(stream)
+            finally:
+                self._busy.discard(stream)
+                if stream in self._again:  # woken again at the very end: look once more
                     self._again.discard(stream)
-                    with bound_contextvars(external_id=external_id_of(stream), stream=stream):
-                        try:
-                            state = fold(await self.store.read_stream(stream))
-                            if state is None or not state.sink_queue:
-                                if stream in self._again:
-                                    continue
-                                return  # no await between the check and leaving the lane set
-                            await self._deliver(state, state.sink_queue[0])
-                        except Exception:
-                            # The store failed (a delivery that failed is recorded, not
-                            # raised): what is queued stays queued, for the next nudge
-                            # (the reconciler's, an operator's) or the next start. Only
-                            # this lane stops: the other contracts' lanes go on.
-                            log.exception("sink delivery could not be read or recorded")
-                            return
-        finally:
-            self._lanes.discard(stream)
-            self._again.discard(stream)
-            if not self._lanes:
-                self._idle.set()
+                    self._waiting[stream] = None
+                if not self._waiting and not self._busy:
+                    self._idle.set()
+
+    async def _lane(self, stream: str) -> None:
+        """Tell ``stream``'s queued notices one after the other, until none is left."""
+        with bound_contextvars(external_id=external_id_of(stream), stream=stream):
+            while True:
+                self._again.discard(stream)
+                try:
+                    state = fold(await self.store.read_stream(stream))
+                    if state is None or not state.sink_queue:
+                        return
+                    await self._deliver(state, state.sink_queue[0])
+                except Exception:
+                    # The store failed (a delivery that failed is recorded, not raised):
+                    # what is queued stays queued, for the contract's next event, a
+                    # nudge (the reconciler's, an operator's) or the next start. Only
+                    # this contract stops: the other workers go on.
+                    log.exception("sink delivery could not be read or recorded")
+                    return
 
     async def _deliver(self, current: ContractState, queued: Mapping[str, Any]) -> None:
         milestone = str(queued["milestone"])

@@ -218,6 +218,35 @@ async def test_a_sink_that_hangs_holds_up_no_spotdraft_work(tmp_path: Path) -> N
     assert told == {deal: ["contract.created", "contract.sent"] for deal in deals}
 
 
+async def test_every_sink_worker_stays_at_work_after_going_idle(tmp_path: Path) -> None:
+    """After a first burst has been told and the workers have gone idle, a second burst
+    is again told by all sixteen at once: a sink that answers only when sixteen notices
+    are in flight together gets them."""
+    gathered = anyio.Event()
+    in_flight = 0
+
+    async def answer(req: httpx.Request) -> httpx.Response:
+        nonlocal in_flight
+        if json.loads(req.content)["data"]["external_id"].startswith("second"):
+            in_flight += 1
+            if in_flight == 16:
+                gathered.set()
+            await gathered.wait()
+        return httpx.Response(204)
+
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        sink = Sink("https://crm.test/hook", None, http=http)
+        async with handlers(store, client, tmp_path, sink):
+            for burst in ("first", "second"):
+                deals = [f"{burst}-{n:02d}" for n in range(20)]
+                for deal in deals:
+                    await request(store, deal)
+                with anyio.fail_after(10):
+                    states = [await settle(store, deal) for deal in deals]
+                assert all(state.notified == ("created",) for state in states)
+
+
 async def test_milestones_queued_before_a_stop_are_delivered_after_the_start(
     tmp_path: Path,
 ) -> None:
