@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from eventstore import EventStore, NewEvent, RecordedEvent
 from projections.contract import ContractState, fold
 from projections.events import EventType, contract_stream
-from projections.runner import CONTRACTS
+from projections.runner import contracts_where
 
 
 class NotParkedError(Exception):
@@ -30,17 +30,11 @@ class ParkedItem:
 
 async def list_parked(store: EventStore) -> list[ParkedItem]:
     """Everything waiting for a person, in external id order."""
-    items: list[ParkedItem] = []
-    for kind, value in (("contract", "failed"), ("sink", "sink")):
-        after: str | None = None
-        while True:
-            rows = await store.query_documents(
-                CONTRACTS, equals={"_parked": value}, after_key=after, limit=500
-            )
-            items.extend(_item(kind, ContractState.from_document(doc)) for _, doc in rows)
-            if len(rows) < 500:
-                break
-            after = rows[-1][0]
+    items = [
+        _item(kind, ContractState.from_document(doc))
+        for kind, value in (("contract", "failed"), ("sink", "sink"))
+        for _, doc in await contracts_where(store, "_parked", value)
+    ]
     return sorted(items, key=lambda item: (item.external_id, item.kind))
 
 

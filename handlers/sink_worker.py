@@ -28,23 +28,14 @@ from eventstore import EventStore, NewEvent
 from handlers.sink import Sink, SinkAttempt
 from projections.contract import ContractState, fold, public_view
 from projections.events import EventType, contract_stream, external_id_of
-from projections.runner import CONTRACTS
+from projections.runner import contracts_where
 
 log = structlog.get_logger("spotsync.sink")
 
 
 async def queued_contracts(store: EventStore) -> list[str]:
     """The contracts whose read-model row says notices are queued for the sink."""
-    found: list[str] = []
-    after: str | None = None
-    while True:
-        rows = await store.query_documents(
-            CONTRACTS, equals={"_sink_pending": "yes"}, after_key=after, limit=500
-        )
-        found.extend(key for key, _ in rows)
-        if len(rows) < 500:
-            return found
-        after = rows[-1][0]
+    return [key for key, _ in await contracts_where(store, "_sink_pending", "yes")]
 
 
 class SinkWorker:

@@ -31,7 +31,7 @@ from datetime import timedelta
 import anyio
 from anyio.abc import TaskStatus
 
-from eventstore import DocumentWrite, EventStore, RecordedEvent
+from eventstore import Document, DocumentWrite, EventStore, RecordedEvent
 from eventstore.envelope import format_timestamp, parse_timestamp
 from projections.contract import ContractState, apply
 from projections.events import external_id_of
@@ -86,6 +86,21 @@ async def stored_shape(store: EventStore, tables: Tables = LIVE) -> int | None:
     if doc is not None and isinstance(doc.get("shape"), int):
         return int(doc["shape"])
     return None if await store.load_checkpoint(tables.name) == 0 else 1
+
+
+async def contracts_where(store: EventStore, field: str, value: str) -> list[tuple[str, Document]]:
+    """Every live contract row whose text ``field`` is ``value``, in external id order,
+    read a page at a time."""
+    found: list[tuple[str, Document]] = []
+    after: str | None = None
+    while True:
+        rows = await store.query_documents(
+            CONTRACTS, equals={field: value}, after_key=after, limit=500
+        )
+        found.extend(rows)
+        if len(rows) < 500:
+            return found
+        after = rows[-1][0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,12 +28,11 @@ from daemon.http.validation import is_valid_external_id
 from eventstore import EventStore, NewEvent
 from eventstore.envelope import format_timestamp, utcnow
 from projections.events import UNMATCHED_WEBHOOKS_STREAM, EventType, contract_stream
-from projections.runner import PROJECTION, wait_for_projection
+from projections.runner import CONTRACT_IDS, PROJECTION, wait_for_projection
 
 SIGNATURE_HEADER = "x-sd-webhook-content-hash"
 _SIGNATURE_HEADER_BYTES = SIGNATURE_HEADER.encode("ascii")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-CONTRACT_IDS = "contract_ids"
 _MAX_LABEL = 200  # activity and status are short enum names; anything longer is not one
 
 log = structlog.get_logger("spotsync.webhooks")
