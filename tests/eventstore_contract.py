@@ -11,12 +11,16 @@ import itertools
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio
 import orjson
 import pytest
 
+from daemon.config import Settings
+from daemon.runtime import Daemon, running_daemon
+from daemon.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HMAC_KEY
 from eventstore import (
     AppendResult,
     ConcurrencyError,
@@ -26,6 +30,7 @@ from eventstore import (
     EventStoreError,
     NewEvent,
     RecordedEvent,
+    StoreBusyError,
 )
 from eventstore.envelope import format_timestamp
 
@@ -476,3 +481,26 @@ class EventStoreContract:
 
 def _as_new(events: tuple[RecordedEvent, ...]) -> list[NewEvent]:
     return [e.as_new_event() for e in events]
+
+
+async def second_daemon_is_refused(database: str, documents: Path) -> None:
+    """Two daemons on one store would each run every handler (a second send, a second
+    sink notice for every step): the second one refuses to start, naming why; once the
+    first has stopped, the store is free again. (Callers shorten CLAIM_WAIT_SECONDS.)"""
+    settings = Settings(
+        database=database,
+        listen="127.0.0.1:0",
+        base_url="http://127.0.0.1:9",
+        client_id=DEFAULT_CLIENT_ID,
+        client_secret=DEFAULT_CLIENT_SECRET,
+        hmac_key=DEFAULT_HMAC_KEY,
+        documents_dir=str(documents),
+    )
+    async with running_daemon(settings, insecure_local=True):
+        with (
+            pytest.raises(StoreBusyError, match="another spotsync run is already serving"),
+            anyio.fail_after(30),  # without the refusal it would serve until cancelled
+        ):
+            await Daemon(settings, insecure_local=True).run(anyio.Event())
+    async with running_daemon(settings, insecure_local=True) as again:
+        assert await again.store.last_position() == 0

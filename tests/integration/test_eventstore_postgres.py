@@ -9,18 +9,19 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
 import asyncpg
 import pytest
 
 from daemon import runtime
-from daemon.config import Settings
-from daemon.runtime import Daemon, running_daemon
-from daemon.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HMAC_KEY
-from eventstore import EventStore, StoreBusyError, open_store
+from eventstore import EventStore, open_store
 from eventstore.postgres import temporary_schema
 from tests.acceptance.conftest import wait_for
-from tests.eventstore_contract import EventStoreContract, StoreFactory, event
+from tests.eventstore_contract import (
+    EventStoreContract,
+    StoreFactory,
+    event,
+    second_daemon_is_refused,
+)
 
 POSTGRES_URL = os.environ.get("SPOTSYNC_TEST_POSTGRES_URL")
 
@@ -97,21 +98,4 @@ async def test_a_second_daemon_on_the_same_database_is_refused(
     """Two daemons on one store would each run every handler (a second send, a second
     sink notice for every step): the second one refuses to start, naming why."""
     monkeypatch.setattr(runtime, "CLAIM_WAIT_SECONDS", 0.5)
-    settings = Settings(
-        database=schema_url,
-        listen="127.0.0.1:0",
-        base_url="http://127.0.0.1:9",
-        client_id=DEFAULT_CLIENT_ID,
-        client_secret=DEFAULT_CLIENT_SECRET,
-        hmac_key=DEFAULT_HMAC_KEY,
-        documents_dir=str(tmp_path / "documents"),
-    )
-    async with running_daemon(settings, insecure_local=True):
-        with (
-            pytest.raises(StoreBusyError, match="another spotsync run is already serving"),
-            anyio.fail_after(30),  # without the refusal it would serve until cancelled
-        ):
-            await Daemon(settings, insecure_local=True).run(anyio.Event())
-    # Once the first has stopped, the store is free again.
-    async with running_daemon(settings, insecure_local=True) as again:
-        assert await again.store.last_position() == 0
+    await second_daemon_is_refused(schema_url, tmp_path / "documents")

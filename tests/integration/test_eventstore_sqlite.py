@@ -11,19 +11,20 @@ import anyio
 import pytest
 
 from daemon import runtime
-from daemon.config import Settings
-from daemon.runtime import Daemon, running_daemon
-from daemon.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HMAC_KEY
 from eventstore import (
     ConcurrencyError,
     EventStore,
     NewEvent,
     PersistenceError,
-    StoreBusyError,
     open_store,
 )
 from eventstore.sqlite import SQLiteEventStore
-from tests.eventstore_contract import EventStoreContract, StoreFactory, event
+from tests.eventstore_contract import (
+    EventStoreContract,
+    StoreFactory,
+    event,
+    second_daemon_is_refused,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -207,20 +208,4 @@ async def test_a_second_daemon_on_the_same_file_is_refused(
     """Two daemons on one file would each run every handler (a second send, a second
     sink notice for every step): the second refuses to start, naming why."""
     monkeypatch.setattr(runtime, "CLAIM_WAIT_SECONDS", 0.5)
-    settings = Settings(
-        database=str(tmp_path / "spotsync.db"),
-        listen="127.0.0.1:0",
-        base_url="http://127.0.0.1:9",
-        client_id=DEFAULT_CLIENT_ID,
-        client_secret=DEFAULT_CLIENT_SECRET,
-        hmac_key=DEFAULT_HMAC_KEY,
-        documents_dir=str(tmp_path / "documents"),
-    )
-    async with running_daemon(settings, insecure_local=True):
-        with (
-            pytest.raises(StoreBusyError, match="another spotsync run is already serving"),
-            anyio.fail_after(30),  # without the refusal it would serve until cancelled
-        ):
-            await Daemon(settings, insecure_local=True).run(anyio.Event())
-    async with running_daemon(settings, insecure_local=True) as again:
-        assert await again.store.last_position() == 0
+    await second_daemon_is_refused(str(tmp_path / "spotsync.db"), tmp_path / "documents")
