@@ -1,12 +1,12 @@
 """Long, realistic event logs, fast: for the replay benchmark and the long-log tests.
 
 Each contract goes the way the demo's do (request, intent, create call, created, webhooks
-with a duplicate, send, signature, execution, key pointers, document, sink notices), in
-the shapes the handlers record (``SpotDraftCallRecorded`` with its bodies, webhooks with
-their raw body and signature), with ``causation_id`` set as the executor sets it. About
-``window`` contracts are in flight at once, so their streams interleave in the log as
-they do in a live one. Appends go through the store (concurrent appenders, so the
-backend's group commit batches them), one lifecycle step an append.
+with a duplicate, send, signature, execution, key pointers, document, sink notices queued
+and delivered), in the shapes the handlers record (``SpotDraftCallRecorded`` with its
+bodies, webhooks with their raw body and signature), with ``causation_id`` set as the
+executor sets it. About ``window`` contracts are in flight at once, so their streams
+interleave in the log as they do in a live one. Appends go through the store (concurrent
+appenders, so the backend's group commit batches them), one lifecycle step an append.
 """
 
 from __future__ import annotations
@@ -115,14 +115,7 @@ def lifecycle(n: int, rng: random.Random) -> Iterator[list[NewEvent]]:
     yield [NewEvent(EventType.WEBHOOK_RECEIVED, webhook, "webhook")]
     if rng.random() < 0.3:  # a duplicated delivery
         yield [NewEvent(EventType.WEBHOOK_RECEIVED, webhook, "webhook")]
-    milestone = {
-        "milestone": "created",
-        "webhook_id": f"msg_{created.event_id}",
-        "status": 204,
-        "attempt": 1,
-        "skipped": False,
-    }
-    yield [caused(created, EventType.SINK_DELIVERED, milestone, "sink")]
+    yield from _notice(created, "created", caused)
     sent = caused(
         created, EventType.CONTRACT_SENT, {"composite_id": composite, "already_sent": False}
     )
@@ -141,14 +134,7 @@ def lifecycle(n: int, rng: random.Random) -> Iterator[list[NewEvent]]:
         ),
         sent,
     ]
-    yield [
-        caused(
-            sent,
-            EventType.SINK_DELIVERED,
-            {**milestone, "milestone": "sent", "webhook_id": f"msg_{sent.event_id}"},
-            "sink",
-        )
-    ]
+    yield from _notice(sent, "sent", caused)
     for activity, status in (
         ("CONTRACT_SENT_TO_COUNTERPARTY", "REDLINING"),
         ("CONTRACT_SIGNATURE_REQUESTED", "SIGN"),
@@ -209,14 +195,16 @@ def lifecycle(n: int, rng: random.Random) -> Iterator[list[NewEvent]]:
         ),
         stored,
     ]
-    yield [
-        caused(
-            stored,
-            EventType.SINK_DELIVERED,
-            {**milestone, "milestone": "synced", "webhook_id": f"msg_{stored.event_id}"},
-            "sink",
-        )
-    ]
+    yield from _notice(stored, "synced", caused)
+
+
+def _notice(trigger: NewEvent, milestone: str, caused: Any) -> Iterator[list[NewEvent]]:
+    """A sink notice as the daemon records it: queued by the handler of ``trigger``, then
+    delivered by the sink's workers, both caused by ``trigger``."""
+    base = {"milestone": milestone, "webhook_id": f"msg_{trigger.event_id}"}
+    yield [caused(trigger, EventType.SINK_QUEUED, {**base, "trigger": trigger.event_id}, "sink")]
+    delivered = {**base, "status": 204, "attempt": 1, "skipped": False}
+    yield [caused(trigger, EventType.SINK_DELIVERED, delivered, "sink")]
 
 
 async def fill(
