@@ -38,7 +38,7 @@ from handlers.spotdraft import RateBudget, SpotDraftClient, SpotDraftCredentials
 from handlers.worker import CHECKPOINT as HANDLERS_CHECKPOINT
 from handlers.worker import run_handlers
 from projections.rebuild import rebuild_if_outdated
-from projections.runner import PROJECTION, SHAPE, run_projections
+from projections.runner import PROJECTION, REBUILDING, SHAPE, run_projections
 
 log = structlog.get_logger("spotsync.daemon")
 
@@ -205,19 +205,24 @@ class Daemon:
 
 async def _claim_store(store: EventStore) -> None:
     """Be the one daemon of this store. Two would each run every handler: a second send
-    to SpotDraft, a second notice to the sink for every step."""
+    to SpotDraft, a second notice to the sink for every step. (``projections rebuild``
+    takes the same claim: it drops the read models a daemon folds.)"""
     with anyio.move_on_after(CLAIM_WAIT_SECONDS):
         while True:  # a poll: nothing tells this process when another one lets go
             if await store.try_claim("daemon"):
                 return
             await anyio.sleep(0.25)
     raise StoreBusyError(
-        "another spotsync run is already serving this database; one daemon per store "
-        "(a second would repeat SpotDraft calls and sink notices): stop that one first"
+        "another spotsync run is already serving this database, or a projections rebuild "
+        "is running on it; one daemon per store (a second would repeat SpotDraft calls and "
+        "sink notices): stop that one first"
     )
 
 
 def _rebuilding(shape: int) -> None:
+    if shape == REBUILDING:
+        log.warning("a rebuild of the read models was cut short: rebuilding them")
+        return
     log.warning(
         "the read models were written by another version of spotsync: rebuilding them",
         shape=shape,

@@ -33,6 +33,7 @@ from projections.events import CONTRACT_STREAM_PREFIX
 from projections.longruns import one_failure, rare_gc
 from projections.runner import (
     LIVE,
+    REBUILDING,
     SHADOW,
     SHAPE,
     Tables,
@@ -100,6 +101,10 @@ async def rebuild(
     if workers is None:
         workers = default_workers() if last >= PARALLEL_FROM else 0
     target = SHADOW if verify else LIVE
+    # Marked before anything is dropped: should this rebuild be cut short, the next
+    # ``run`` rebuilds before it serves (``rebuild_if_outdated``).
+    live_position = await store.load_checkpoint(LIVE.name)
+    await store.commit_projection(LIVE.name, live_position, [shape_write(LIVE, REBUILDING)])
     await fold_streams(store, target, last, workers, batch_size, on_progress)
     await store.commit_projection(target.name, last, [])
     if verify:
@@ -117,8 +122,9 @@ async def rebuild_if_outdated(
     store: EventStore, on_start: Callable[[int], None] | None = None
 ) -> RebuildReport | None:
     """Rebuild the live read models if an earlier (or later) spotsync wrote them with
-    another shape of the fold (``projections.runner.SHAPE``); None when they are current.
-    ``on_start(stored shape)`` before a rebuild starts: a long log takes a while."""
+    another shape of the fold (``projections.runner.SHAPE``), or a rebuild was cut short
+    (``REBUILDING``); None when they are current. ``on_start(stored shape)`` before a
+    rebuild starts: a long log takes a while."""
     shape = await stored_shape(store)
     if shape is None or shape == SHAPE:
         return None

@@ -75,9 +75,15 @@ SHAPE = 5
 SHAPES = "projection_shapes"  # projection name -> {"shape": n}
 
 
-def shape_write(tables: Tables = LIVE) -> DocumentWrite:
-    """The row that says ``tables`` hold rows of today's shape."""
-    return DocumentWrite(SHAPES, tables.name, {"shape": SHAPE})
+# The shape recorded while a rebuild runs. One cut short has dropped the rows and left
+# the checkpoint at 0: ``run`` then rebuilds before it serves, rather than answer from a
+# read model that refolds the whole log at live speed.
+REBUILDING = 0
+
+
+def shape_write(tables: Tables = LIVE, shape: int = SHAPE) -> DocumentWrite:
+    """The row that says ``tables`` hold rows of ``shape`` (today's, by default)."""
+    return DocumentWrite(SHAPES, tables.name, {"shape": shape})
 
 
 async def stored_shape(store: EventStore, tables: Tables = LIVE) -> int | None:

@@ -1,6 +1,7 @@
 """`spotsync projections rebuild [--verify]`: drop and rebuild the read models from the log.
 
-Run it with the daemon stopped: the daemon's projection runner caches what it wrote.
+Run it with the daemon stopped (it refuses to start while a daemon serves the store, as
+a daemon refuses to start while it runs): the daemon folds the same read models live.
 With ``--verify`` the log is folded into shadow tables first and compared row by row
 with the live ones; differences are listed and the exit status is 1.
 """
@@ -26,7 +27,7 @@ from rich.text import Text
 from daemon.cli import CommandError
 from daemon.commands import existing_store
 from daemon.config import load_settings
-from eventstore import EventStoreError, open_store
+from eventstore import EventStoreError, StoreBusyError, open_store
 from projections.rebuild import RebuildReport, rebuild
 
 HELP = "drop and rebuild the read models from the log"
@@ -70,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
 
 async def _rebuild(database: str, verify: bool) -> RebuildReport:
     async with await open_store(database) as store:
+        if not await store.try_claim("daemon"):  # the daemon's claim: one writer of the rows
+            raise StoreBusyError(
+                "a spotsync daemon (or another rebuild) is using this database: stop it "
+                "first, it folds the read models this would drop"
+            )
         if not sys.stderr.isatty():
             return await rebuild(store, verify=verify)
         with _progress_bar() as bar:

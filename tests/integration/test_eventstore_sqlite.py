@@ -11,14 +11,17 @@ import anyio
 import pytest
 
 from daemon import runtime
+from daemon.cli import main
 from eventstore import (
     ConcurrencyError,
+    DocumentWrite,
     EventStore,
     NewEvent,
     PersistenceError,
     open_store,
 )
 from eventstore.sqlite import SQLiteEventStore
+from projections.runner import CONTRACTS, PROJECTION
 from tests.eventstore_contract import (
     EventStoreContract,
     StoreFactory,
@@ -209,3 +212,28 @@ async def test_a_second_daemon_on_the_same_file_is_refused(
     sink notice for every step): the second refuses to start, naming why."""
     monkeypatch.setattr(runtime, "CLAIM_WAIT_SECONDS", 0.5)
     await second_daemon_is_refused(str(tmp_path / "spotsync.db"), tmp_path / "documents")
+
+
+async def test_a_rebuild_is_refused_while_a_daemon_holds_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``projections rebuild`` drops the read models a running daemon folds: while one
+    holds the store it refuses in one line and drops nothing; once it has stopped, it runs."""
+    database = str(tmp_path / "spotsync.db")
+    monkeypatch.setenv("SPOTSYNC_DATABASE", database)
+    daemon = await open_store(database)
+    try:
+        await daemon.append("contract-deal-1", [event(1)], expected_version=0)
+        await daemon.commit_projection(PROJECTION, 1, [DocumentWrite(CONTRACTS, "k", {})])
+        assert await daemon.try_claim("daemon")
+        refused = await anyio.to_thread.run_sync(main, ["projections", "rebuild"])
+        assert refused == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "a spotsync daemon (or another rebuild) is using this database" in err
+        assert await daemon.get_document(CONTRACTS, "k") == {}
+        assert await daemon.load_checkpoint(PROJECTION) == 1
+    finally:
+        await daemon.close()
+    assert await anyio.to_thread.run_sync(main, ["projections", "rebuild"]) == 0
+    assert "rebuilt the contract read models up to position 1" in capsys.readouterr().out

@@ -24,6 +24,7 @@ from projections.runner import (
     CONTRACT_IDS,
     CONTRACTS,
     PROJECTION,
+    REBUILDING,
     RECONCILE_DUE,
     SHAPE,
     SHAPES,
@@ -156,6 +157,47 @@ async def test_rows_of_another_shape_of_the_fold_are_folded_again_at_start() -> 
     assert await store.query_documents(CONTRACTS) == today
     assert await stored_shape(store) == SHAPE
     assert await store.load_checkpoint(PROJECTION) == position
+
+
+class _KilledMidRebuild(MemoryEventStore):
+    """A store whose process dies (here: raises) as a rebuild writes its first rows."""
+
+    armed = False
+
+    async def commit_projection(
+        self, name: str, position: int, writes: Sequence[DocumentWrite]
+    ) -> None:
+        if self.armed and position == 0 and writes:
+            raise RuntimeError("killed")
+        await super().commit_projection(name, position, writes)
+
+
+async def test_a_rebuild_cut_short_is_done_again_before_the_daemon_serves() -> None:
+    """A ``projections rebuild`` killed half-way has dropped the rows and left the
+    checkpoint at 0. The store says a rebuild was under way, so ``run`` rebuilds before
+    it serves, rather than answer queries from a read model refolding at live speed."""
+    store = _KilledMidRebuild()
+    for n in range(3):
+        await _contract(store, f"deal-{n}", 10 + n)
+    await catch_up(store, ContractProjection(store))
+    position = await store.load_checkpoint(PROJECTION)
+    before = await store.query_documents(CONTRACTS)
+
+    store.armed = True
+    with pytest.raises(RuntimeError, match="killed"):
+        await rebuild(store, workers=0)
+    store.armed = False
+    assert await store.query_documents(CONTRACTS) == []
+    assert await store.load_checkpoint(PROJECTION) == 0
+    assert await stored_shape(store) == REBUILDING
+
+    started: list[int] = []
+    report = await rebuild_if_outdated(store, on_start=started.append)
+    assert report is not None
+    assert started == [REBUILDING]
+    assert await store.query_documents(CONTRACTS) == before
+    assert await store.load_checkpoint(PROJECTION) == position
+    assert await stored_shape(store) == SHAPE
 
 
 async def test_a_contract_created_twice_maps_its_last_id_live_and_rebuilt() -> None:
