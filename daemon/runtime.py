@@ -149,7 +149,9 @@ class Daemon:
             rebuilt = await rebuild_if_outdated(store, on_start=_rebuilding)
             if rebuilt is not None:
                 log.info("read models rebuilt", events=rebuilt.position, seconds=rebuilt.seconds)
+            lost: list[StoreBusyError] = []
             async with anyio.create_task_group() as workers:
+                workers.start_soon(_keep_claim, store, shutdown, lost)
                 await workers.start(
                     lambda task_status: run_projections(store, task_status=task_status)
                 )
@@ -201,6 +203,8 @@ class Daemon:
                     handlers_stop.set()
                 workers.cancel_scope.cancel()
             log.info("daemon stopped")
+            if lost:
+                raise lost[0]
 
 
 async def _claim_store(store: EventStore) -> None:
@@ -217,6 +221,20 @@ async def _claim_store(store: EventStore) -> None:
         "is running on it; one daemon per store (a second would repeat SpotDraft calls and "
         "sink notices): stop that one first"
     )
+
+
+async def _keep_claim(
+    store: EventStore, shutdown: anyio.Event, lost: list[StoreBusyError]
+) -> None:
+    """Hold the claim while serving; once it is lost for good, stop as SIGTERM would
+    (in-flight work finished), then fail: a daemon that may no longer be the only one
+    must not go on."""
+    try:
+        await store.keep_claims()
+    except StoreBusyError as exc:
+        log.error("stopping: this daemon no longer holds its store", error=str(exc))
+        lost.append(exc)
+        shutdown.set()
 
 
 def _rebuilding(shape: int) -> None:

@@ -153,6 +153,12 @@ class EventStore(abc.ABC):
         asking anyone: right for the memory store, which one process alone sees."""
         return True
 
+    async def keep_claims(self) -> None:
+        """Run while the claims are needed: keep them held, or raise ``StoreBusyError``
+        once one is lost for good. This default never returns: a claim that nothing
+        but the end of the process lets go of (a lock on a file) cannot be lost."""
+        await anyio.sleep_forever()
+
     @abc.abstractmethod
     async def wait_for_append(self, after_position: int) -> None:
         """Return when the log has grown past ``after_position``.

@@ -38,7 +38,12 @@ from eventstore.base import (
     split_points,
 )
 from eventstore.envelope import NewEvent, RecordedEvent, parse_timestamp
-from eventstore.errors import AppendOnlyError, EventStoreError, PersistenceError
+from eventstore.errors import (
+    AppendOnlyError,
+    EventStoreError,
+    PersistenceError,
+    StoreBusyError,
+)
 from eventstore.groupcommit import Append, Batch, GroupCommit, Job, Planned, plan_append
 from eventstore.migrations import pending, queries
 
@@ -47,6 +52,8 @@ _NO_LIMIT = 2**63 - 1
 # LISTEN/NOTIFY wakes followers at once; the poll only covers a lost listener connection.
 _POLL_INTERVAL = 1.0
 _CLOSE_TIMEOUT = 10.0
+# How long a claim whose connection dropped may take to be taken again on a new one.
+CLAIM_REGAIN_SECONDS = 30.0
 
 
 class PostgresEventStore(EventStore):
@@ -61,6 +68,8 @@ class PostgresEventStore(EventStore):
         self._last_position = last
         self._appended = anyio.Event()
         self._closed = False
+        self._claims: list[str] = []  # roles held, on the listener's connection
+        self._listener_lost = anyio.Event()
 
     @classmethod
     async def open(cls, url: str) -> PostgresEventStore:
@@ -85,7 +94,7 @@ class PostgresEventStore(EventStore):
                 listener = await asyncpg.connect(url, timeout=10)
                 store = cls(pool, listener, channel, last)
                 store.url = url
-                await listener.add_listener(channel, store._on_notify)
+                await store._listen(listener)
         except BaseException:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
                 if listener is not None:
@@ -195,10 +204,69 @@ class PostgresEventStore(EventStore):
         return int((await self._fetch(Q["stream_version"], stream))[0][0])
 
     async def try_claim(self, role: str) -> bool:
-        # On the listener's connection: it lives as long as the store, so does the claim.
+        # On the listener's connection: it lives as long as the store, so does the claim
+        # (and ``keep_claims`` takes it again should that connection drop).
         self._check_open()
+        if role in self._claims:
+            return True
         with _translated():
-            return bool(await self._listener.fetchval(Q["try_claim"], role))
+            claimed = bool(await self._listener.fetchval(Q["try_claim"], role))
+        if claimed:
+            self._claims.append(role)
+        return claimed
+
+    async def keep_claims(self) -> None:
+        """The claims live on the listener's connection, and the server lets go of them
+        when it ends (a restart, a cut, an administrator's ``pg_terminate_backend``).
+        Each time, a new connection takes them again within ``CLAIM_REGAIN_SECONDS``;
+        raises ``StoreBusyError`` when another process took one first, or when the
+        server cannot be reached again in that time."""
+        while True:
+            await self._listener_lost.wait()
+            self._listener_lost = anyio.Event()
+            if self._closed:
+                return
+            listener = await self._reconnect()
+            try:
+                for role in self._claims:
+                    with _translated():
+                        taken = bool(await listener.fetchval(Q["try_claim"], role))
+                    if not taken:
+                        raise StoreBusyError(
+                            f"the connection that held this process's claim ({role}) on "
+                            "the database dropped, and another spotsync process holds it "
+                            "now: stopping, so that only one runs"
+                        )
+                await self._listen(listener)
+            except BaseException:
+                listener.terminate()
+                raise
+            self._listener = listener
+            self._advance(await self.last_position())  # appends the lost channel missed
+
+    async def _reconnect(self) -> Any:
+        deadline = anyio.current_time() + CLAIM_REGAIN_SECONDS
+        delay = 0.25
+        while True:
+            try:
+                with _translated():
+                    return await asyncpg.connect(self.url, timeout=10)
+            except PersistenceError as exc:
+                if anyio.current_time() + delay > deadline:
+                    raise StoreBusyError(
+                        "the connection that held this process's claim on the database "
+                        f"dropped, and none could be made again in {CLAIM_REGAIN_SECONDS:.0f}"
+                        f" s ({exc}): stopping"
+                    ) from exc
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 4.0)
+
+    async def _listen(self, listener: Any) -> None:
+        await listener.add_listener(self._channel, self._on_notify)
+        listener.add_termination_listener(self._on_listener_lost)
+
+    def _on_listener_lost(self, connection: Any) -> None:
+        self._listener_lost.set()
 
     async def wait_for_append(self, after_position: int) -> None:
         if self._last_position > after_position:
@@ -277,6 +345,7 @@ class PostgresEventStore(EventStore):
         if self._closed:
             return
         self._closed = True
+        self._listener_lost.set()  # ``keep_claims`` returns
         with anyio.CancelScope(shield=True), _translated():
             with anyio.move_on_after(_CLOSE_TIMEOUT):
                 await self._listener.close()

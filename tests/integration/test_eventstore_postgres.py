@@ -8,12 +8,18 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import anyio
+import anyio.abc
 import asyncpg
 import pytest
 
 from daemon import runtime
-from eventstore import EventStore, open_store
+from daemon.config import Settings
+from daemon.runtime import Daemon
+from daemon.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HMAC_KEY
+from eventstore import EventStore, StoreBusyError, open_store
 from eventstore.postgres import temporary_schema
 from tests.acceptance.conftest import wait_for
 from tests.eventstore_contract import (
@@ -99,3 +105,126 @@ async def test_a_second_daemon_on_the_same_database_is_refused(
     sink notice for every step): the second one refuses to start, naming why."""
     monkeypatch.setattr(runtime, "CLAIM_WAIT_SECONDS", 0.5)
     await second_daemon_is_refused(schema_url, tmp_path / "documents")
+
+
+_connect = asyncpg.connect  # the real one, for the tests' own connections
+
+
+async def _claim_holders(url: str, role: str = "daemon") -> list[int]:
+    """The server sessions that hold ``role`` in this URL's schema."""
+    conn = await _connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = hashtext('spotsync')::oid"
+            " AND objid = hashtext(current_schema() || '/' || $1)::oid",
+            role,
+        )
+        return [row[0] for row in rows]
+    finally:
+        await conn.close()
+
+
+async def _end_claim_sessions(url: str) -> None:
+    """End the sessions holding the daemon's claim, as a restart of the server (or an
+    administrator's ``pg_terminate_backend``) would."""
+    holders = await _claim_holders(url)
+    assert len(holders) == 1
+    conn = await _connect(url)
+    try:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", holders[0])
+    finally:
+        await conn.close()
+
+
+async def test_a_claim_whose_connection_ends_is_taken_again(schema_url: str) -> None:
+    """The claim lives on a connection. When the server ends it, the store takes the
+    claim again on a new one, so a second daemon is still refused."""
+    async with await open_store(schema_url) as store, await open_store(schema_url) as other:
+        assert await store.try_claim("daemon")
+        first = await _claim_holders(schema_url)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.keep_claims)
+            await _end_claim_sessions(schema_url)
+
+            async def held_again() -> bool:
+                holders = await _claim_holders(schema_url)
+                return bool(holders) and holders != first
+
+            await wait_for(held_again, seconds=10, what="the claim to be taken again")
+            assert not await other.try_claim("daemon")
+            tg.cancel_scope.cancel()
+
+
+def _gated_connect(monkeypatch: pytest.MonkeyPatch) -> anyio.Event:
+    """New connections wait for the returned event: another process can act first."""
+    gate = anyio.Event()
+
+    async def connect(*args: Any, **kwargs: Any) -> Any:
+        await gate.wait()
+        return await _connect(*args, **kwargs)
+
+    monkeypatch.setattr(asyncpg, "connect", connect)
+    return gate
+
+
+async def test_a_claim_taken_by_another_process_meanwhile_is_lost(
+    schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should another process claim the store while the connection was down, the store
+    says so (``StoreBusyError``) rather than go on as a second daemon."""
+    async with await open_store(schema_url) as store, await open_store(schema_url) as other:
+        assert await store.try_claim("daemon")
+        gate = _gated_connect(monkeypatch)
+
+        async def take_over() -> None:
+            await _end_claim_sessions(schema_url)
+            await wait_for(
+                lambda: other.try_claim("daemon"), seconds=10, what="the claim to be free"
+            )
+            gate.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(take_over)
+            with (
+                pytest.raises(StoreBusyError, match="another spotsync process holds it now"),
+                anyio.fail_after(30),
+            ):
+                await store.keep_claims()
+
+
+async def test_a_daemon_that_loses_its_claim_stops(
+    schema_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon that may no longer be the only one stops, as on SIGTERM, and fails with
+    the reason (``spotsync run`` prints it as one line and exits non-zero)."""
+    settings = Settings(
+        database=schema_url,
+        listen="127.0.0.1:0",
+        base_url="http://127.0.0.1:9",
+        client_id=DEFAULT_CLIENT_ID,
+        client_secret=DEFAULT_CLIENT_SECRET,
+        hmac_key=DEFAULT_HMAC_KEY,
+        documents_dir=str(tmp_path / "documents"),
+    )
+    shutdown = anyio.Event()
+    failures: list[StoreBusyError] = []
+
+    async def serve(*, task_status: anyio.abc.TaskStatus[Any]) -> None:
+        try:
+            await Daemon(settings, insecure_local=True).run(shutdown, task_status=task_status)
+        except StoreBusyError as exc:
+            failures.append(exc)
+
+    with anyio.fail_after(60):  # without the claim kept, it would serve on
+        async with await open_store(schema_url) as other, anyio.create_task_group() as tg:
+            await tg.start(serve)
+            gate = _gated_connect(monkeypatch)
+            await _end_claim_sessions(schema_url)
+            await wait_for(
+                lambda: other.try_claim("daemon"), seconds=10, what="the claim to be free"
+            )
+            gate.set()
+    assert shutdown.is_set()
+    assert len(failures) == 1
+    assert "another spotsync process holds it now" in str(failures[0])
