@@ -99,6 +99,7 @@ class MemoryEventStore(EventStore):
         until_position: int | None = None,
         decoded: bool = True,
         page_size: int = 1000,
+        blocking: bool = False,
     ) -> AsyncIterator[list[StreamRow]]:
         self._check_open()
         names = sorted(

@@ -177,6 +177,7 @@ class PostgresEventStore(EventStore):
         until_position: int | None = None,
         decoded: bool = True,
         page_size: int = 1000,
+        blocking: bool = False,  # asyncpg reads on the event loop's thread anyway
     ) -> AsyncIterator[list[StreamRow]]:
         # Names compare in the database's collation, so bounds come from split_streams;
         # a prefix sorts before every name that starts with it in any collation.

@@ -76,6 +76,8 @@ class SQLiteEventStore(EventStore):
         self._appended = anyio.Event()
         self._closed = False
         self._claims: dict[str, int] = {}  # role -> descriptor of its locked file
+        # A reader on the event loop's own thread, for ``read_streams(blocking=True)``.
+        self._blocking: sqlite3.Connection | None = None
 
     @classmethod
     async def open(cls, url: str) -> SQLiteEventStore:
@@ -151,6 +153,7 @@ class SQLiteEventStore(EventStore):
         until_position: int | None = None,
         decoded: bool = True,
         page_size: int = 1000,
+        blocking: bool = False,
     ) -> AsyncIterator[list[StreamRow]]:
         after = (prefix if start is None else max(start, prefix), 0)
         # Names sort by code point (SQLite's BINARY, Python's str order).
@@ -162,7 +165,12 @@ class SQLiteEventStore(EventStore):
             return decode_stream_rows(rows.fetchall(), decoded)
 
         while True:
-            page = await self._read(read_page)
+            if blocking:
+                self._check_open()
+                with _translated():
+                    page = read_page(self._blocking_reader())
+            else:
+                page = await self._read(read_page)
             if page:
                 yield page
             if len(page) < page_size:
@@ -303,6 +311,8 @@ class SQLiteEventStore(EventStore):
         for fd in self._claims.values():
             os.close(fd)  # closing the descriptor lets the claim go
         self._claims.clear()
+        if self._blocking is not None:
+            self._blocking.close()
         with anyio.CancelScope(shield=True), _translated():
             # aiosqlite queues the close behind a commit already running on the writer.
             await self._writer.close()
@@ -314,6 +324,12 @@ class SQLiteEventStore(EventStore):
         self._check_open()
         with _translated():
             return await _run(self._reader, fn)
+
+    def _blocking_reader(self) -> sqlite3.Connection:
+        if self._blocking is None:
+            self._blocking = sqlite3.connect(self.path, isolation_level=None)
+            _setup_reader(self._blocking)
+        return self._blocking
 
     async def _write(self, job: Job[T]) -> T:
         """Run ``job`` in the next group commit; return once that transaction is durable."""

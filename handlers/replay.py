@@ -415,8 +415,10 @@ async def replay_streams(
     stop: str | None = None,
     page_size: int = PAGE_EVENTS,
     states: bool = True,
+    blocking: bool = False,
 ) -> AsyncGenerator[ContractReplay, None]:
-    """The contracts whose streams are named from ``start`` to ``stop``, one after the other."""
+    """The contracts whose streams are named from ``start`` to ``stop``, one after the other.
+    ``blocking``: read on this thread (``read_streams``), in a process doing nothing else."""
     replayer = Replayer(store, decide_fn=decide_fn, keep_states=states, until=until)
     with rare_gc() as collector:
         pages = store.read_streams(
@@ -425,6 +427,7 @@ async def replay_streams(
             stop=stop,
             decoded=False,
             page_size=page_size,
+            blocking=blocking,
         )
         async for page in pages:
             collector.tick(len(page))
@@ -489,6 +492,7 @@ def replay_range_in_worker(
                 stop=stop,
                 page_size=job.page_size,
                 states=job.states,
+                blocking=True,
             )
             return [replay async for replay in replays]
 

@@ -200,9 +200,11 @@ async def fold_range(
     batch_size: int = BATCH_CONTRACTS,
     on_events: Callable[[int], None] | None = None,
     page_size: int = PAGE_EVENTS,
+    blocking: bool = False,
 ) -> int:
     """Fold the contract streams from ``start`` to ``stop`` and write their rows, a batch
-    of about ``batch_size`` contracts at a time (checkpoint 0); returns the events folded."""
+    of about ``batch_size`` contracts at a time (checkpoint 0); returns the events folded.
+    ``blocking``: read on this thread (``read_streams``), in a process doing nothing else."""
     fold = StreamFold()
     writes: list[DocumentWrite] = []
     contracts = events = 0
@@ -218,6 +220,7 @@ async def fold_range(
                 until_position=until,
                 decoded=False,
                 page_size=page_size,
+                blocking=blocking,
             )
             async for page in pages:
                 states = fold.feed(page)
@@ -262,7 +265,9 @@ def fold_range_in_worker(
 
     async def run() -> int:
         async with await open_store(url) as store:
-            return await fold_range(store, tables, start, stop, until, batch_size)
+            return await fold_range(
+                store, tables, start, stop, until, batch_size, blocking=True
+            )
 
     return anyio.run(run)
 

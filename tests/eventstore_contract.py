@@ -284,6 +284,9 @@ class EventStoreContract:
             ranged = store.read_streams("contract-", start=start, stop=stop, page_size=7)
             pieces.append([row async for page in ranged for row in page])
         assert [row for piece in pieces for row in piece] == whole
+        # Read on the caller's thread (a rebuild's worker), the same rows come.
+        blocking = store.read_streams("contract-", start=edges[-2], page_size=5, blocking=True)
+        assert [row async for page in blocking for row in page] == pieces[-1]
         if type(store).split_streams is not EventStore.split_streams:
             assert len(bounds) >= 2  # a backend that samples its log does split it
             assert all(piece for piece in pieces)
