@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventstore.envelope import RecordedEvent
-from projections.contract import ContractState, apply
+from projections.contract import ContractState, apply, blank
 from projections.events import EventType
 
 
@@ -96,46 +96,51 @@ def decide(
     """
     if new is None:
         new = apply(state, event)
-    before = state if state is not None else ContractState(external_id=new.external_id)
-    webhook_id = webhook_id_for(event)
+    before = state if state is not None else blank(new.external_id)
+    kind = event.type
     commands: list[Command] = []
 
-    if event.type == EventType.RETRY_REQUESTED and before.sink_parked is not None:
+    if kind == EventType.RETRY_REQUESTED and before.sink_parked is not None:
         # The parked delivery first, then those held behind it, each under its own id.
         for parked in (before.sink_parked, *before.sink_held):
             milestone = str(parked.get("milestone"))
-            commands.append(NotifySink(milestone, str(parked.get("webhook_id") or webhook_id)))
-    nudge = event.type in _NUDGES or (
-        event.type == EventType.STATUS_OBSERVED and event.data.get("by") == "reconciler"
+            webhook_id = parked.get("webhook_id") or webhook_id_for(event)
+            commands.append(NotifySink(milestone, str(webhook_id)))
+    nudge = kind in _NUDGES or (
+        kind == EventType.STATUS_OBSERVED and event.data.get("by") == "reconciler"
     )
     if nudge:
         # One delivery per milestone: a retried parked one keeps its webhook-id.
         told = {c.milestone for c in commands if isinstance(c, NotifySink)}
         commands.extend(
             c
-            for c in outstanding(new, webhook_id)
+            for c in outstanding(new, webhook_id_for(event))
             if c not in commands and not (isinstance(c, NotifySink) and c.milestone in told)
         )
         return commands
 
     if new.sync == "voided":
-        return [NotifySink("voided", webhook_id)] if before.sync != "voided" else []
+        return [_notice("voided", event)] if before.sync != "voided" else []
     if new.error is not None:
-        return [NotifySink("failed", webhook_id)] if before.error is None else []
+        return [_notice("failed", event)] if before.error is None else []
 
-    if event.type == EventType.CONTRACT_REQUESTED and not new.created:
+    if kind == EventType.CONTRACT_REQUESTED and not new.created:
         commands.append(LookupContract() if new.intent_open else CreateContract())
     if new.created and not before.created:
-        commands.append(NotifySink("created", webhook_id))
-    if _send_due(new) and (not before.created or event.type == EventType.SEND_REQUESTED):
+        commands.append(_notice("created", event))
+    if (not before.created or kind == EventType.SEND_REQUESTED) and _send_due(new):
         commands.append(SendContract(dict(new.send_body or {})))
     if new.sent and not before.sent and not new.executed_seen:
-        commands.append(NotifySink("sent", webhook_id))
+        commands.append(_notice("sent", event))
     if new.executed_seen and not before.executed_seen:
         commands.extend(_pulls(new))
     if new.data_complete and not before.data_complete and "synced" not in new.notified:
-        commands.append(NotifySink("synced", webhook_id))
+        commands.append(_notice("synced", event))
     return commands
+
+
+def _notice(milestone: str, event: RecordedEvent) -> NotifySink:
+    return NotifySink(milestone, webhook_id_for(event))
 
 
 def outstanding(state: ContractState, webhook_id: str) -> list[Command]:

@@ -105,18 +105,18 @@ def label(command: Command) -> str:
 
 def recorded_command(event: RecordedEvent) -> str | None:
     """The command whose run recorded ``event``, or None for facts from outside."""
-    if event.causation_id is None:
+    if event.metadata.get("causation_id") is None:
         return None
-    data = event.data
-    if event.type == EventType.SPOTDRAFT_CALL_RECORDED:
+    kind, data = event.type, event.data
+    if kind == EventType.SPOTDRAFT_CALL_RECORDED:
         return _OPERATIONS.get(str(data.get("operation")))
-    if event.type == EventType.CONTRACT_CREATED:
-        return "LookupContract" if data.get("found_by_lookup") else "CreateContract"
-    if event.type in (EventType.CONTRACT_FAILED, EventType.STEP_DEFERRED):
-        return _STEPS.get(str(data.get("step")))
-    if event.type in _SINK:
+    if kind in _SINK:
         return f"NotifySink({data.get('milestone')})"
-    return _FACTS.get(event.type)
+    if kind == EventType.CONTRACT_CREATED:
+        return "LookupContract" if data.get("found_by_lookup") else "CreateContract"
+    if kind in (EventType.CONTRACT_FAILED, EventType.STEP_DEFERRED):
+        return _STEPS.get(str(data.get("step")))
+    return _FACTS.get(kind)
 
 
 def _family(name: str) -> str:
@@ -156,7 +156,10 @@ def compare(step: Step, final: ContractState | None, *, sink_configured: bool) -
     """Fill ``step.differences`` (and notes) from its commands and recorded outcomes."""
     if not step.would_issue and not step.recorded:
         return  # most events: nothing decided, nothing run
-    wanted = [_family(name) for name in step.issued]
+    issued = step.issued
+    if issued == step.recorded:
+        return  # the rest of the steps: run as decided
+    wanted = [_family(name) for name in issued]
     shown = {_family(name) for name in step.recorded}
     for name in dict.fromkeys(step.recorded):
         if _family(name) not in wanted:
@@ -227,6 +230,7 @@ class Replayer:
         self.until = until
         self.until_time = until_time
         self.max_contracts = max_contracts
+        self._bounded = until is not None or until_time is not None
         self.events = 0
         self._contracts: OrderedDict[str, _Contract] = OrderedDict()
 
@@ -266,20 +270,17 @@ class Replayer:
         done: list[ContractReplay] = []
         contracts = self._contracts
         loads = orjson.loads
+        text, moment = "", None  # the events of one append share their time
         for position, stream, version, type_, data, metadata, stamp in rows:
             contract = contracts.get(stream)
             if contract is None:
                 done.extend(self.finish())
                 contract = contracts[stream] = _Contract(None)
             self.events += 1
+            if stamp != text or moment is None:
+                text, moment = stamp, parse_timestamp(stamp)
             event = RecordedEvent(
-                position,
-                stream,
-                version,
-                type_,
-                loads(data),
-                loads(metadata),
-                parse_timestamp(stamp),
+                position, stream, version, type_, loads(data), loads(metadata), moment
             )
             self._step(contract, event, stamp, slim=False)
         return done
@@ -291,12 +292,12 @@ class Replayer:
             contract.sink_ran = True
         name = recorded_command(event)
         if name is not None:
-            trigger = contract.trigger(str(event.causation_id))
+            trigger = contract.trigger(str(event.metadata["causation_id"]))
             if trigger is not None and name not in trigger.recorded:
                 trigger.recorded.append(name)
         before = contract.state
         after = contract.state = apply(before, event, stamp)
-        if self._past_until(event):
+        if self._bounded and self._past_until(event):
             return
         contract.at_until = after
         if self.decide is decide:

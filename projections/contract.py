@@ -203,6 +203,12 @@ def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in doc.items() if not key.startswith("_")}
 
 
+def blank(external_id: str) -> ContractState:
+    """The state of a contract before its first event (as ``ContractState(external_id)``,
+    without the dataclass's field by field construction)."""
+    return _frozen(_initial(external_id))
+
+
 def fold(events: Any, state: ContractState | None = None) -> ContractState | None:
     """Apply ``events`` (an iterable of RecordedEvent) in order."""
     for event in events:
