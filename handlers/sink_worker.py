@@ -32,6 +32,10 @@ from projections.runner import contracts_where
 
 log = structlog.get_logger("spotsync.sink")
 
+# A lane stopped by a store error (a database restart, say) is taken up again this many
+# seconds later: a voided or failed contract may see no other event to wake it.
+RETRY_AFTER_SECONDS = 30.0
+
 
 async def queued_contracts(store: EventStore) -> list[str]:
     """The contracts whose read-model row says notices are queued for the sink."""
@@ -46,13 +50,22 @@ class SinkWorker:
     outage with thousands of contracts queued costs a few bytes each.
     """
 
-    def __init__(self, store: EventStore, sink: Sink, *, concurrency: int = 16) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        sink: Sink,
+        *,
+        concurrency: int = 16,
+        retry_after: float = RETRY_AFTER_SECONDS,
+    ) -> None:
         self.store = store
         self.sink = sink
         self.concurrency = concurrency
+        self.retry_after = retry_after
         self._waiting: dict[str, None] = {}  # streams to work on, in the order woken
         self._busy: set[str] = set()  # streams a worker is on
         self._again: set[str] = set()  # streams woken while a worker was on them
+        self._failed: dict[str, None] = {}  # streams whose lane the store stopped
         self._woken = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
@@ -63,6 +76,7 @@ class SinkWorker:
         async with anyio.create_task_group() as tg:
             for _ in range(self.concurrency):
                 tg.start_soon(self._work)
+            tg.start_soon(self._retry_failed)
             self._running = True
             task_status.started()
             for external_id in await queued_contracts(self.store):
@@ -103,6 +117,13 @@ class SinkWorker:
                 if not self._waiting and not self._busy:
                     self._idle.set()
 
+    async def _retry_failed(self) -> None:
+        while True:
+            await anyio.sleep(self.retry_after)
+            failed, self._failed = self._failed, {}
+            for stream in failed:
+                self.wake(stream)
+
     async def _lane(self, stream: str) -> None:
         """Tell ``stream``'s queued notices one after the other, until none is left."""
         with bound_contextvars(external_id=external_id_of(stream), stream=stream):
@@ -115,10 +136,11 @@ class SinkWorker:
                     await self._deliver(state, state.sink_queue[0])
                 except Exception:
                     # The store failed (a delivery that failed is recorded, not raised):
-                    # what is queued stays queued, for the contract's next event, a
-                    # nudge (the reconciler's, an operator's) or the next start. Only
-                    # this contract stops: the other workers go on.
+                    # what is queued stays queued, for the contract's next event or
+                    # ``retry_after`` from now, whichever comes first. Only this contract
+                    # stops: the other workers go on.
                     log.exception("sink delivery could not be read or recorded")
+                    self._failed[stream] = None
                     return
 
     async def _deliver(self, current: ContractState, queued: Mapping[str, Any]) -> None:

@@ -390,6 +390,36 @@ async def test_a_store_error_reading_a_lane_stops_only_that_lane(tmp_path: Path)
     assert (await state_of(store)).notified == ("created",)
 
 
+async def test_a_lane_stopped_by_a_store_error_is_taken_up_again_by_itself(
+    tmp_path: Path,
+) -> None:
+    """A voided or failed contract may never see another event to wake its lane: after a
+    store error, the lane is taken up again ``retry_after`` later all the same."""
+    delivered = anyio.Event()
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        delivered.set()
+        return httpx.Response(200)
+
+    store = _FlakyReads()
+    await request(store)
+    queued = {"milestone": "failed", "webhook_id": "msg_1", "trigger": None}
+    await append(store, EventType.SINK_QUEUED, queued, source="sink")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        sink = Sink("https://crm.test/hook", None, http=http)
+        worker = SinkWorker(store, sink, retry_after=0.05)
+        async with anyio.create_task_group() as tg:
+            await tg.start(worker.run)
+            store.failing = True
+            worker.wake(contract_stream("deal-1"))  # as the handlers do: its read fails
+            with anyio.fail_after(5):
+                await delivered.wait()
+                await worker.wait_idle()
+            tg.cancel_scope.cancel()
+    assert store.failing is False
+    assert (await state_of(store)).notified == ("failed",)
+
+
 async def test_a_contract_whose_synced_notice_is_parked_is_asked_less_often(
     tmp_path: Path,
 ) -> None:
