@@ -7,6 +7,7 @@ import math
 import os
 
 from daemon.cli import CommandError
+from eventstore import EventStore, StoreBusyError
 
 
 def is_url(database: str) -> bool:
@@ -19,6 +20,17 @@ def existing_store(database: str) -> str:
     if not is_url(database) and not os.path.exists(database):
         raise CommandError(f"no event store at {database} (set SPOTSYNC_DATABASE)")
     return database
+
+
+async def hold_store(store: EventStore, doing: str) -> None:
+    """Take the daemon's claim on ``store`` for a command that changes what a running
+    daemon works from (its read models, its log): refused while one serves the store,
+    as a daemon refuses to start while such a command runs."""
+    if not await store.try_claim("daemon"):
+        raise StoreBusyError(
+            f"a spotsync daemon (or another command) is using this database: stop it "
+            f"first, {doing}"
+        )
 
 
 def seconds(text: str) -> float:

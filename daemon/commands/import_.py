@@ -30,7 +30,7 @@ import anyio.to_thread
 import orjson
 
 from daemon.cli import CommandError
-from daemon.commands import is_url
+from daemon.commands import hold_store, is_url
 from daemon.config import load_settings
 from daemon.http.validation import is_valid_external_id
 from eventstore import ConcurrencyError, EventStore, EventStoreError, RecordedEvent, open_store
@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _import(database: str, source: Path, force: bool) -> tuple[int, int]:
     async with await open_store(database) as store:
+        await hold_store(store, "as its handlers would act on the imported events")
         present = await store.last_position()
         if present and not force:
             raise CommandError(

@@ -25,9 +25,9 @@ from rich.progress import (
 from rich.text import Text
 
 from daemon.cli import CommandError
-from daemon.commands import existing_store
+from daemon.commands import existing_store, hold_store
 from daemon.config import load_settings
-from eventstore import EventStoreError, StoreBusyError, open_store
+from eventstore import EventStoreError, open_store
 from projections.rebuild import RebuildReport, rebuild
 
 HELP = "drop and rebuild the read models from the log"
@@ -71,11 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _rebuild(database: str, verify: bool) -> RebuildReport:
     async with await open_store(database) as store:
-        if not await store.try_claim("daemon"):  # the daemon's claim: one writer of the rows
-            raise StoreBusyError(
-                "a spotsync daemon (or another rebuild) is using this database: stop it "
-                "first, it folds the read models this would drop"
-            )
+        await hold_store(store, "as it folds the read models a rebuild drops")
         if not sys.stderr.isatty():
             return await rebuild(store, verify=verify)
         with _progress_bar() as bar:

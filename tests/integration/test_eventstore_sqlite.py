@@ -214,25 +214,35 @@ async def test_a_second_daemon_on_the_same_file_is_refused(
     await second_daemon_is_refused(str(tmp_path / "spotsync.db"), tmp_path / "documents")
 
 
-async def test_a_rebuild_is_refused_while_a_daemon_holds_the_store(
+async def test_a_rebuild_or_import_is_refused_while_a_daemon_holds_the_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``projections rebuild`` drops the read models a running daemon folds: while one
-    holds the store it refuses in one line and drops nothing; once it has stopped, it runs."""
+    """``projections rebuild`` drops the read models a running daemon folds, and the
+    daemon's handlers would act on events ``import`` adds: while one holds the store,
+    each refuses in one line and changes nothing; once it has stopped, they run."""
     database = str(tmp_path / "spotsync.db")
+    dump = tmp_path / "log.jsonl"
     monkeypatch.setenv("SPOTSYNC_DATABASE", database)
     daemon = await open_store(database)
     try:
         await daemon.append("contract-deal-1", [event(1)], expected_version=0)
         await daemon.commit_projection(PROJECTION, 1, [DocumentWrite(CONTRACTS, "k", {})])
+        export = ["export", "--output", str(dump)]
+        assert await anyio.to_thread.run_sync(main, export) == 0
+        capsys.readouterr()
         assert await daemon.try_claim("daemon")
-        refused = await anyio.to_thread.run_sync(main, ["projections", "rebuild"])
-        assert refused == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1
-        assert "a spotsync daemon (or another rebuild) is using this database" in err
+        for command, doing in (
+            (["projections", "rebuild"], "as it folds the read models a rebuild drops"),
+            (["import", "--force", str(dump)], "as its handlers would act on the imported"),
+        ):
+            assert await anyio.to_thread.run_sync(main, command) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1
+            assert "a spotsync daemon (or another command) is using this database" in err
+            assert f"stop it first, {doing}" in err
         assert await daemon.get_document(CONTRACTS, "k") == {}
         assert await daemon.load_checkpoint(PROJECTION) == 1
+        assert await daemon.last_position() == 1
     finally:
         await daemon.close()
     assert await anyio.to_thread.run_sync(main, ["projections", "rebuild"]) == 0
