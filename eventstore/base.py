@@ -160,6 +160,12 @@ class EventStore(abc.ABC):
         asking anyone: right for the memory store, which one process alone sees."""
         return True
 
+    async def refresh_statistics(self) -> None:
+        """Let the database's query planner see the log and read models as they are now:
+        after a bulk load (``import``), before the commands that read it all. This
+        default has no planner to tell (SQLite plans well enough without)."""
+        return
+
     async def keep_claims(self) -> None:
         """Run while the claims are needed: keep them held, or raise ``StoreBusyError``
         once one is lost for good. This default never returns: a claim that nothing

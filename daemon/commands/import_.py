@@ -93,6 +93,7 @@ async def _import(database: str, source: Path, force: bool) -> tuple[int, int]:
                     tg.start_soon(importer.append, group, tg.cancel_scope)
         if importer.failure is not None:
             raise importer.failure
+        await store.refresh_statistics()  # what runs next (rebuild, replay) reads it all
         return importer.added, importer.skipped
 
 

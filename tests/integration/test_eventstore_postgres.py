@@ -228,3 +228,19 @@ async def test_a_daemon_that_loses_its_claim_stops(
     assert shutdown.is_set()
     assert len(failures) == 1
     assert "another spotsync process holds it now" in str(failures[0])
+
+
+async def test_statistics_are_refreshed_after_a_bulk_load(schema_url: str) -> None:
+    """Until autovacuum analyzes a freshly filled table, the planner takes it for the
+    empty one it was (a rebuild after an import ran at half speed); ``import`` asks for
+    the statistics at once."""
+    async with await open_store(schema_url) as store:
+        for n in range(40):
+            await store.append(f"contract-deal-{n % 4}", [event(n)], expected_version=None)
+        await store.refresh_statistics()
+    conn = await _connect(schema_url)
+    try:
+        rows = await conn.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'events'::regclass")
+        assert rows == 40
+    finally:
+        await conn.close()

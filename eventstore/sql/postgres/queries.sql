@@ -17,6 +17,10 @@ SELECT pg_advisory_xact_lock(7358201946);
 -- it ends with the connection, so a killed process leaves nothing to clean up.
 SELECT pg_try_advisory_lock(hashtext('spotsync'), hashtext(current_schema() || '/' || $1));
 
+-- name: refresh_statistics
+-- The planner's statistics of the tables a bulk load filled (autovacuum comes later).
+ANALYZE events, documents;
+
 -- name: applied_versions
 SELECT version FROM schema_version ORDER BY version;
 
