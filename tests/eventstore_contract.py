@@ -486,11 +486,9 @@ def _as_new(events: tuple[RecordedEvent, ...]) -> list[NewEvent]:
     return [e.as_new_event() for e in events]
 
 
-async def second_daemon_is_refused(database: str, documents: Path) -> None:
-    """Two daemons on one store would each run every handler (a second send, a second
-    sink notice for every step): the second one refuses to start, naming why; once the
-    first has stopped, the store is free again. (Callers shorten CLAIM_WAIT_SECONDS.)"""
-    settings = Settings(
+def daemon_settings(database: str, documents: Path) -> Settings:
+    """A daemon on ``database`` that serves on any free port and calls no SpotDraft."""
+    return Settings(
         database=database,
         listen="127.0.0.1:0",
         base_url="http://127.0.0.1:9",
@@ -499,6 +497,13 @@ async def second_daemon_is_refused(database: str, documents: Path) -> None:
         hmac_key=DEFAULT_HMAC_KEY,
         documents_dir=str(documents),
     )
+
+
+async def second_daemon_is_refused(database: str, documents: Path) -> None:
+    """Two daemons on one store would each run every handler (a second send, a second
+    sink notice for every step): the second one refuses to start, naming why; once the
+    first has stopped, the store is free again. (Callers shorten CLAIM_WAIT_SECONDS.)"""
+    settings = daemon_settings(database, documents)
     async with running_daemon(settings, insecure_local=True):
         with (
             pytest.raises(StoreBusyError, match="another spotsync run is already serving"),

@@ -16,15 +16,14 @@ import asyncpg
 import pytest
 
 from daemon import runtime
-from daemon.config import Settings
 from daemon.runtime import Daemon
-from daemon.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_HMAC_KEY
 from eventstore import EventStore, StoreBusyError, open_store
 from eventstore.postgres import temporary_schema
 from tests.acceptance.conftest import wait_for
 from tests.eventstore_contract import (
     EventStoreContract,
     StoreFactory,
+    daemon_settings,
     event,
     second_daemon_is_refused,
 )
@@ -198,15 +197,7 @@ async def test_a_daemon_that_loses_its_claim_stops(
 ) -> None:
     """A daemon that may no longer be the only one stops, as on SIGTERM, and fails with
     the reason (``spotsync run`` prints it as one line and exits non-zero)."""
-    settings = Settings(
-        database=schema_url,
-        listen="127.0.0.1:0",
-        base_url="http://127.0.0.1:9",
-        client_id=DEFAULT_CLIENT_ID,
-        client_secret=DEFAULT_CLIENT_SECRET,
-        hmac_key=DEFAULT_HMAC_KEY,
-        documents_dir=str(tmp_path / "documents"),
-    )
+    settings = daemon_settings(schema_url, tmp_path / "documents")
     shutdown = anyio.Event()
     failures: list[StoreBusyError] = []
 

@@ -360,6 +360,15 @@ class _FlakyReads(MemoryEventStore):
         return await super().read_stream(stream, from_version=from_version)
 
 
+async def _queued_in_flaky_store(milestone: str) -> _FlakyReads:
+    """A contract with ``milestone`` queued for the sink, in a store whose reads can fail."""
+    store = _FlakyReads()
+    await request(store)
+    queued = {"milestone": milestone, "webhook_id": "msg_1", "trigger": None}
+    await append(store, EventType.SINK_QUEUED, queued, source="sink")
+    return store
+
+
 async def test_a_store_error_reading_a_lane_stops_only_that_lane(tmp_path: Path) -> None:
     """A lane that cannot read its stream leaves the notice queued; the sink's workers
     (and the handlers with them) keep running, and the next wake delivers it."""
@@ -369,10 +378,7 @@ async def test_a_store_error_reading_a_lane_stops_only_that_lane(tmp_path: Path)
         told.append(json.loads(req.content)["type"])
         return httpx.Response(200)
 
-    store = _FlakyReads()
-    await request(store)
-    queued = {"milestone": "created", "webhook_id": "msg_1", "trigger": None}
-    await append(store, EventType.SINK_QUEUED, queued, source="sink")
+    store = await _queued_in_flaky_store("created")
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
         worker = SinkWorker(store, Sink("https://crm.test/hook", None, http=http))
         async with anyio.create_task_group() as tg:
@@ -401,10 +407,7 @@ async def test_a_lane_stopped_by_a_store_error_is_taken_up_again_by_itself(
         delivered.set()
         return httpx.Response(200)
 
-    store = _FlakyReads()
-    await request(store)
-    queued = {"milestone": "failed", "webhook_id": "msg_1", "trigger": None}
-    await append(store, EventType.SINK_QUEUED, queued, source="sink")
+    store = await _queued_in_flaky_store("failed")
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
         sink = Sink("https://crm.test/hook", None, http=http)
         worker = SinkWorker(store, sink, retry_after=0.05)
