@@ -210,16 +210,17 @@ class Daemon:
 async def _claim_store(store: EventStore) -> None:
     """Be the one daemon of this store. Two would each run every handler: a second send
     to SpotDraft, a second notice to the sink for every step. (``projections rebuild``
-    takes the same claim: it drops the read models a daemon folds.)"""
+    and ``import`` take the same claim: one drops the read models a daemon folds, the
+    other adds events its handlers would act on.)"""
     with anyio.move_on_after(CLAIM_WAIT_SECONDS):
         while True:  # a poll: nothing tells this process when another one lets go
             if await store.try_claim("daemon"):
                 return
             await anyio.sleep(0.25)
     raise StoreBusyError(
-        "another spotsync run is already serving this database, or a projections rebuild "
-        "is running on it; one daemon per store (a second would repeat SpotDraft calls and "
-        "sink notices): stop that one first"
+        "another spotsync run is already serving this database (or a projections rebuild "
+        "or an import is running on it); one daemon per store (a second would repeat "
+        "SpotDraft calls and sink notices): stop that one first"
     )
 
 
