@@ -162,6 +162,8 @@ class SQLiteEventStore(EventStore):
 
         def read_page(db: sqlite3.Connection) -> list[StreamRow]:
             rows = db.execute(Q["read_streams"], (*after, end, prefix, until, page_size))
+            if not decoded:
+                return rows.fetchall()  # sqlite3's rows are StreamRows already
             return decode_stream_rows(rows.fetchall(), decoded)
 
         while True:
