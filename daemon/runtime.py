@@ -29,7 +29,8 @@ from daemon.config import ConfigError, Settings
 from daemon.http import create_app
 from daemon.http.metrics import Metrics
 from daemon.serving import BoundSocket, bind, serve_app
-from eventstore import EventStore, StoreBusyError, open_store
+from eventstore import EventStore, PersistenceError, StoreBusyError, open_store
+from eventstore.outages import OnOutage
 from handlers.parked import list_parked
 from handlers.reconciler import run_reconciler
 from handlers.sink import Sink
@@ -153,7 +154,9 @@ class Daemon:
             async with anyio.create_task_group() as workers:
                 workers.start_soon(_keep_claim, store, shutdown, lost)
                 await workers.start(
-                    lambda task_status: run_projections(store, task_status=task_status)
+                    lambda task_status: run_projections(
+                        store, on_outage=_waiting_out("read models"), task_status=task_status
+                    )
                 )
                 await workers.start(
                     lambda task_status: run_reconciler(
@@ -166,7 +169,7 @@ class Daemon:
                     )
                 )
                 head = await store.last_position()
-                workers.start_soon(metrics.count_appends, store, head)
+                workers.start_soon(metrics.count_appends, store, head, _waiting_out("metrics"))
                 async with anyio.create_task_group() as handling:
                     await handling.start(
                         lambda task_status: run_handlers(
@@ -178,6 +181,7 @@ class Daemon:
                             intent_lease=timeout + 5.0,
                             stop=handlers_stop,
                             grace=GRACEFUL_SECONDS,
+                            on_outage=_waiting_out("handlers"),
                             task_status=task_status,
                         )
                     )
@@ -231,11 +235,23 @@ async def _keep_claim(
     (in-flight work finished), then fail: a daemon that may no longer be the only one
     must not go on."""
     try:
-        await store.keep_claims()
+        await store.keep_claims(_waiting_out("claim"))
     except StoreBusyError as exc:
         log.error("stopping: this daemon no longer holds its store", error=str(exc))
         lost.append(exc)
         shutdown.set()
+
+
+def _waiting_out(component: str) -> OnOutage:
+    """What a part of the daemon logs each time it waits for a store that cannot be
+    reached (``/readyz`` answers 503 meanwhile); it goes on once the store is back."""
+
+    def note(error: PersistenceError, delay: float) -> None:
+        log.warning(
+            "store unreachable: waiting", component=component, error=str(error), retry_in=delay
+        )
+
+    return note
 
 
 def _rebuilding(shape: int) -> None:

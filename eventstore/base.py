@@ -20,6 +20,8 @@ import anyio
 import orjson
 
 from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp
+from eventstore.errors import PersistenceError
+from eventstore.outages import Backoff, OnOutage
 
 Document = dict[str, Any]
 
@@ -166,10 +168,11 @@ class EventStore(abc.ABC):
         default has no planner to tell (SQLite plans well enough without)."""
         return
 
-    async def keep_claims(self) -> None:
+    async def keep_claims(self, on_outage: OnOutage | None = None) -> None:
         """Run while the claims are needed: keep them held, or raise ``StoreBusyError``
-        once one is lost for good. This default never returns: a claim that nothing
-        but the end of the process lets go of (a lock on a file) cannot be lost."""
+        once one is lost for good (``on_outage``: told while the store is away). This
+        default never returns: a claim that nothing but the end of the process lets go
+        of (a lock on a file) cannot be lost."""
         await anyio.sleep_forever()
 
     @abc.abstractmethod
@@ -182,20 +185,40 @@ class EventStore(abc.ABC):
         """
 
     async def subscribe(
-        self, *, from_position: int = 1, page_size: int = 1000, idle_timeout: float = 1.0
+        self,
+        *,
+        from_position: int = 1,
+        page_size: int = 1000,
+        idle_timeout: float = 1.0,
+        on_outage: OnOutage | None = None,
     ) -> AsyncIterator[RecordedEvent]:
         """Catch up from ``from_position``, then follow new events as they are appended.
 
-        Never ends by itself; cancel the task that iterates it.
+        Never ends by itself; cancel the task that iterates it. With ``on_outage``, a
+        store that cannot be read (``PersistenceError``) is waited out: ``on_outage`` is
+        told, and the subscription goes on from where it was once the store is back
+        (``eventstore.outages``). Without, the error ends it.
         """
         next_position = from_position
+        backoff = Backoff()
         while True:
-            async for event in self.read_all(from_position=next_position, page_size=page_size):
-                yield event
-                next_position = event.position + 1
-            # The bound is a safety net for a missed wake-up, not the way events arrive.
-            with anyio.move_on_after(idle_timeout):
-                await self.wait_for_append(next_position - 1)
+            try:
+                async for event in self.read_all(
+                    from_position=next_position, page_size=page_size
+                ):
+                    yield event
+                    next_position = event.position + 1
+                # The bound is a safety net for a missed wake-up, not the way events arrive.
+                with anyio.move_on_after(idle_timeout):
+                    await self.wait_for_append(next_position - 1)
+            except PersistenceError as exc:
+                if on_outage is None:
+                    raise
+                delay = backoff.next()
+                on_outage(exc, delay)
+                await anyio.sleep(delay)
+            else:
+                backoff.reset()
 
     # -- checkpoints and projection documents -------------------------------------------
 

@@ -46,14 +46,13 @@ from eventstore.errors import (
 )
 from eventstore.groupcommit import Append, Batch, GroupCommit, Job, Planned, plan_append
 from eventstore.migrations import pending, queries
+from eventstore.outages import Backoff, OnOutage
 
 Q = queries("postgres")
 _NO_LIMIT = 2**63 - 1
 # LISTEN/NOTIFY wakes followers at once; the poll only covers a lost listener connection.
 _POLL_INTERVAL = 1.0
 _CLOSE_TIMEOUT = 10.0
-# How long a claim whose connection dropped may take to be taken again on a new one.
-CLAIM_REGAIN_SECONDS = 30.0
 
 
 class PostgresEventStore(EventStore):
@@ -223,18 +222,19 @@ class PostgresEventStore(EventStore):
         with _translated():
             await self._pool.execute(Q["refresh_statistics"])
 
-    async def keep_claims(self) -> None:
+    async def keep_claims(self, on_outage: OnOutage | None = None) -> None:
         """The claims live on the listener's connection, and the server lets go of them
         when it ends (a restart, a cut, an administrator's ``pg_terminate_backend``).
-        Each time, a new connection takes them again within ``CLAIM_REGAIN_SECONDS``;
-        raises ``StoreBusyError`` when another process took one first, or when the
-        server cannot be reached again in that time."""
+        Each time, a new connection takes them again as soon as the server answers
+        (``on_outage`` is told of each try that fails); raises ``StoreBusyError`` when
+        another process took one first. While the server is away nobody can take them,
+        and nothing this process does gets through to the database either."""
         while True:
             await self._listener_lost.wait()
             self._listener_lost = anyio.Event()
             if self._closed:
                 return
-            listener = await self._reconnect()
+            listener = await self._reconnect(on_outage)
             try:
                 for role in self._claims:
                     with _translated():
@@ -252,22 +252,17 @@ class PostgresEventStore(EventStore):
             self._listener = listener
             self._advance(await self.last_position())  # appends the lost channel missed
 
-    async def _reconnect(self) -> Any:
-        deadline = anyio.current_time() + CLAIM_REGAIN_SECONDS
-        delay = 0.25
+    async def _reconnect(self, on_outage: OnOutage | None) -> Any:
+        backoff = Backoff()
         while True:
             try:
                 with _translated():
                     return await asyncpg.connect(self.url, timeout=10)
             except PersistenceError as exc:
-                if anyio.current_time() + delay > deadline:
-                    raise StoreBusyError(
-                        "the connection that held this process's claim on the database "
-                        f"dropped, and none could be made again in {CLAIM_REGAIN_SECONDS:.0f}"
-                        f" s ({exc}): stopping"
-                    ) from exc
-            await anyio.sleep(delay)
-            delay = min(delay * 2, 4.0)
+                delay = backoff.next()
+                if on_outage is not None:
+                    on_outage(exc, delay)
+                await anyio.sleep(delay)
 
     async def _listen(self, listener: Any) -> None:
         await listener.add_listener(self._channel, self._on_notify)

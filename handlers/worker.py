@@ -19,7 +19,8 @@ import structlog
 from anyio.abc import TaskGroup, TaskStatus
 from structlog.contextvars import bound_contextvars
 
-from eventstore import EventStore, RecordedEvent
+from eventstore import EventStore, PersistenceError, RecordedEvent
+from eventstore.outages import Backoff, OnOutage, store_outage
 from handlers.api import SpotDraftAPI
 from handlers.decisions import decide
 from handlers.executor import INTENT_LEASE, Executor
@@ -48,10 +49,12 @@ class HandlerRunner:
         max_pending: int = 10_000,
         name: str = CHECKPOINT,
         cache_size: int = 10_000,
+        on_outage: OnOutage | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
         self.name = name
+        self.on_outage = on_outage
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._starting = anyio.CapacityLimiter(max(1, min(starting, concurrency - 1)))
         self._slots = anyio.Semaphore(max_pending)
@@ -87,7 +90,8 @@ class HandlerRunner:
             with anyio.CancelScope() as following:
                 if stop is not None:
                     tg.start_soon(_cancel_when, stop, following)
-                async for event in self.store.subscribe(from_position=start + 1):
+                events = self.store.subscribe(from_position=start + 1, on_outage=self.on_outage)
+                async for event in events:
                     await self._dispatch(tg, event)
             with anyio.move_on_after(grace):
                 while self._lanes:
@@ -100,7 +104,12 @@ class HandlerRunner:
             tg.cancel_scope.cancel()
         # What finished is not done again after a restart; what did not, is.
         with anyio.CancelScope(shield=True), anyio.move_on_after(grace):
-            await self._save_checkpoint()
+            try:
+                await self._save_checkpoint()
+            except PersistenceError:
+                if self.on_outage is None:
+                    raise
+                log.warning("checkpoint not saved: finished work runs again at the next start")
 
     async def _dispatch(self, tg: TaskGroup, event: RecordedEvent) -> None:
         self._dispatched = event.position
@@ -138,18 +147,31 @@ class HandlerRunner:
 
     async def _handle_with_retries(self, event: RecordedEvent) -> None:
         # Handling is idempotent (commands are refined against the current state), so a
-        # store hiccup is simply tried again. A bug or a longer outage must not stop every
-        # other contract: after the last attempt the event is logged and passed, and the
-        # reconciler's next nudge re-runs whatever it left undone.
-        for attempt in range(1, HANDLE_ATTEMPTS + 1):
+        # store hiccup is simply tried again. A bug must not stop every other contract:
+        # after the last attempt the event is logged and passed, and the reconciler's
+        # next nudge re-runs whatever it left undone. A store that is away (with
+        # ``on_outage``) is waited for instead, however long: nothing could be recorded
+        # meanwhile, and passing every event in flight would leave them all to the
+        # reconciler.
+        attempt = 0
+        backoff = Backoff()
+        while True:
             try:
                 await self.handle(event)
-            except Exception:
+            except Exception as exc:
+                outage = store_outage(exc)
+                if outage is not None and self.on_outage is not None:
+                    delay = backoff.next()
+                    self.on_outage(outage, delay)
+                    await anyio.sleep(delay)
+                    continue
+                attempt += 1
                 log.exception(
                     "handler failed", stream=event.stream, position=event.position, attempt=attempt
                 )
-                if attempt < HANDLE_ATTEMPTS:
-                    await anyio.sleep(RETRY_DELAY * attempt)
+                if attempt == HANDLE_ATTEMPTS:
+                    return
+                await anyio.sleep(RETRY_DELAY * attempt)
             else:
                 return
 
@@ -201,10 +223,23 @@ class HandlerRunner:
         self._advanced.set()
 
     async def _save_checkpoints(self) -> None:
+        backoff = Backoff()
         while True:
             await self._advanced.wait()
             self._advanced = anyio.Event()
-            await self._save_checkpoint()
+            try:
+                await self._save_checkpoint()
+            except PersistenceError as exc:
+                if self.on_outage is None:
+                    raise
+                # Not saved: a restart meanwhile would run the finished work again,
+                # which is safe. Tried again at the next advance, after a pause.
+                delay = backoff.next()
+                self.on_outage(exc, delay)
+                await anyio.sleep(delay)
+                self._advanced.set()
+            else:
+                backoff.reset()
 
     async def _save_checkpoint(self) -> None:
         position = self.checkpoint
@@ -228,10 +263,12 @@ async def run_handlers(
     intent_lease: float = INTENT_LEASE,
     stop: anyio.Event | None = None,
     grace: float = 10.0,
+    on_outage: OnOutage | None = None,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the handlers until cancelled or ``stop`` (then drain for ``grace`` seconds);
-    ``started()`` once the subscription is set up."""
+    ``started()`` once the subscription is set up. ``on_outage``: the store going away
+    is waited out (``HandlerRunner``), not the end of the handlers."""
     stopped_at = None
 
     async def note_stop(stop: anyio.Event) -> None:
@@ -249,7 +286,7 @@ async def run_handlers(
         executor = Executor(
             store, client, documents_dir=Path(documents_dir), sink=worker, intent_lease=intent_lease
         )
-        runner = HandlerRunner(store, executor, concurrency=concurrency)
+        runner = HandlerRunner(store, executor, concurrency=concurrency, on_outage=on_outage)
         await runner.run(stop=stop, grace=grace, task_status=task_status)
         if worker is not None and stopped_at is not None:
             # Deliveries under way finish within the same grace; what is left stays queued.

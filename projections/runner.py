@@ -33,6 +33,7 @@ from anyio.abc import TaskStatus
 
 from eventstore import Document, DocumentWrite, EventStore, RecordedEvent
 from eventstore.envelope import format_timestamp, parse_timestamp
+from eventstore.outages import Backoff, OnOutage, store_outage
 from projections.contract import ContractState, apply
 from projections.events import external_id_of
 from projections.longruns import one_failure
@@ -306,21 +307,39 @@ async def run_projections(
     store: EventStore,
     *,
     batch_size: int = 500,
+    on_outage: OnOutage | None = None,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Keep the live read models up to date; ``started()`` once caught up. Runs until cancelled."""
+    """Keep the live read models up to date; ``started()`` once caught up. Runs until cancelled.
+
+    With ``on_outage``, a store that goes away once it has started is waited out: told,
+    then folded on from the last committed checkpoint once it is back.
+    """
     projection = ContractProjection(store)
     if await stored_shape(store) is None:
         await store.commit_projection(PROJECTION, 0, [shape_write()])  # a new store
     started = False
+    backoff = Backoff()
     while True:
-        position = await catch_up(store, projection, batch_size=batch_size)
-        if not started:
-            task_status.started()
-            started = True
-        # The bound is a safety net for a missed wake-up (another process appending).
-        with anyio.move_on_after(1.0):
-            await store.wait_for_append(position)
+        try:
+            position = await catch_up(store, projection, batch_size=batch_size)
+            if not started:
+                task_status.started()
+                started = True
+            # The bound is a safety net for a missed wake-up (another process appending).
+            with anyio.move_on_after(1.0):
+                await store.wait_for_append(position)
+        except Exception as exc:
+            outage = store_outage(exc)
+            if outage is None or on_outage is None or not started:
+                raise
+            delay = backoff.next()
+            on_outage(outage, delay)
+            await anyio.sleep(delay)
+            # A batch may have been folded into the cache and never saved: start afresh.
+            projection = ContractProjection(store)
+        else:
+            backoff.reset()
 
 
 async def wait_for_projection(

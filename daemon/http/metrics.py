@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 
 from eventstore import EventStore
+from eventstore.outages import OnOutage
 from handlers.spotdraft import Exchange
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -84,10 +85,13 @@ class Metrics:
         self._webhooks_matched = self.webhooks_received.labels("yes")
         self._webhooks_unmatched = self.webhooks_received.labels("no")
 
-    async def count_appends(self, store: EventStore, after_position: int) -> None:
+    async def count_appends(
+        self, store: EventStore, after_position: int, on_outage: OnOutage | None = None
+    ) -> None:
         """Count every event appended past ``after_position``, by type, whoever appended
         it (HTTP intake, handlers, reconciler, an operator's command). Runs until cancelled."""
-        async for event in store.subscribe(from_position=after_position + 1):
+        events = store.subscribe(from_position=after_position + 1, on_outage=on_outage)
+        async for event in events:
             self.event_appended(event.type)
 
     def event_appended(self, event_type: str, count: int = 1) -> None:

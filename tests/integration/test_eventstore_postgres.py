@@ -5,18 +5,22 @@ Each test gets a fresh schema (selected through the URL's ``search_path``), drop
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import anyio.abc
 import asyncpg
+import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from daemon import runtime
-from daemon.runtime import Daemon
+from daemon.runtime import Daemon, running_daemon
 from eventstore import EventStore, StoreBusyError, open_store
 from eventstore.postgres import temporary_schema
 from tests.acceptance.conftest import wait_for
@@ -235,3 +239,104 @@ async def test_statistics_are_refreshed_after_a_bulk_load(schema_url: str) -> No
         assert rows == 40
     finally:
         await conn.close()
+
+
+class _Cuttable:
+    """A TCP relay to the PostgreSQL server that a test can cut, as a restart of the server
+    (or the network) would: every connection through it is closed and new ones are
+    refused until it is restored. The real server, which other tests share, is left alone."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._scope: anyio.CancelScope | None = None
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        while True:
+            async with await anyio.create_tcp_listener(
+                local_host="127.0.0.1", local_port=self.port
+            ) as listener:
+                self.port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610
+                with anyio.CancelScope() as self._scope:
+                    async with anyio.create_task_group() as relays:
+                        task_status.started()
+                        task_status = anyio.TASK_STATUS_IGNORED
+                        await listener.serve(self._relay, task_group=relays)
+            await self._restored.wait()
+
+    async def cut(self) -> None:
+        self._restored = anyio.Event()
+        assert self._scope is not None
+        self._scope.cancel()
+
+    def restore(self) -> None:
+        self._restored.set()
+
+    async def _relay(self, client: anyio.abc.SocketStream) -> None:
+        async with client, await anyio.connect_tcp(*self.target) as server:
+
+            async def pump(src: anyio.abc.SocketStream, dst: anyio.abc.SocketStream) -> None:
+                async for chunk in src:
+                    await dst.send(chunk)
+                await dst.send_eof()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pump, client, server)
+                tg.start_soon(pump, server, client)
+
+
+async def test_a_daemon_waits_out_its_database_and_goes_on(
+    schema_url: str, tmp_path: Path
+) -> None:
+    """The database goes away for a while (here: a relay cut, as a restart would). The
+    daemon does not stop: ``/readyz`` says the store is away meanwhile; once it is back,
+    the daemon holds its claim again, and a contract requested then is stored and folded
+    into the read models."""
+    parts = urlsplit(schema_url)
+    relay = _Cuttable((parts.hostname or "127.0.0.1", parts.port or 5432))
+    request = json.loads((Path(__file__).parents[1] / "data" / "acme_contract.json").read_text())
+    external_id = request["external_metadata"]["id"]
+    async with anyio.create_task_group() as tg:
+        await tg.start(relay.serve)
+        url = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{relay.port}"))
+        settings = daemon_settings(url, tmp_path / "documents")
+        async with (
+            running_daemon(settings, insecure_local=True) as running,
+            httpx.AsyncClient(base_url=running.url) as http,
+        ):
+            first = await _claim_holders(schema_url)
+            with capture_logs() as logs:
+                await relay.cut()
+
+                async def store_away() -> bool:
+                    answer = await http.get("/readyz")
+                    return answer.status_code == 503 and not answer.json()["checks"]["store"]
+
+                async def every_part_waiting() -> bool:
+                    waiting = {
+                        line.get("component")
+                        for line in logs
+                        if line["event"] == "store unreachable: waiting"
+                    }
+                    return waiting >= {"read models", "handlers", "metrics", "claim"}
+
+                await wait_for(store_away, seconds=20, what="/readyz to say the store is away")
+                await wait_for(every_part_waiting, seconds=20, what="every part to wait")
+            assert await _claim_holders(schema_url) == []  # the server let go of it
+            relay.restore()
+
+            async def claimed_again() -> bool:
+                holders = await _claim_holders(schema_url)
+                return bool(holders) and holders != first
+
+            async def accepted() -> bool:
+                return (await http.post("/v1/contracts", json=request)).status_code == 202
+
+            async def folded() -> bool:
+                return (await http.get(f"/v1/contracts/{external_id}")).status_code == 200
+
+            await wait_for(claimed_again, seconds=30, what="the claim to be taken again")
+            await wait_for(accepted, seconds=30, what="the intake to be accepted")
+            await wait_for(folded, seconds=30, what="the read models to show the contract")
+            assert (await http.get("/readyz")).status_code == 200
+        tg.cancel_scope.cancel()
