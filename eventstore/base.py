@@ -257,6 +257,13 @@ class EventStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def document_keys(
+        self, collection: str, *, start: str = "", stop: str | None = None
+    ) -> list[str]:
+        """The keys of ``collection`` from ``start`` up to (not including) ``stop``, in
+        order; ``stop=None``: to the last key."""
+
+    @abc.abstractmethod
     async def drop_projection(self, name: str, collections: Sequence[str]) -> None:
         """Delete every document of ``collections`` and checkpoint ``name``, in one transaction."""
 

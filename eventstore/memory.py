@@ -158,6 +158,13 @@ class MemoryEventStore(EventStore):
         doc = self._documents.get(collection, {}).get(key)
         return None if doc is None else copy.deepcopy(doc)
 
+    async def document_keys(
+        self, collection: str, *, start: str = "", stop: str | None = None
+    ) -> list[str]:
+        self._check_open()
+        keys = self._documents.get(collection, {})
+        return sorted(k for k in keys if k >= start and (stop is None or k < stop))
+
     async def query_documents(
         self,
         collection: str,

@@ -313,6 +313,15 @@ class PostgresEventStore(EventStore):
         rows = await self._fetch(Q["get_document"], collection, key)
         return _as_document(rows[0][0]) if rows else None
 
+    async def document_keys(
+        self, collection: str, *, start: str = "", stop: str | None = None
+    ) -> list[str]:
+        if stop is None:
+            rows = await self._fetch(Q["document_keys_to_end"], collection, start)
+        else:
+            rows = await self._fetch(Q["document_keys"], collection, start, stop)
+        return [row[0] for row in rows]
+
     async def query_documents(
         self,
         collection: str,

@@ -273,6 +273,20 @@ class SQLiteEventStore(EventStore):
 
         return await self._read(read)
 
+    async def document_keys(
+        self, collection: str, *, start: str = "", stop: str | None = None
+    ) -> list[str]:
+        params: tuple[str, ...]
+        if stop is None:
+            query, params = Q["document_keys_to_end"], (collection, start)
+        else:
+            query, params = Q["document_keys"], (collection, start, stop)
+
+        def read(db: sqlite3.Connection) -> list[str]:
+            return [row[0] for row in db.execute(query, params)]
+
+        return await self._read(read)
+
     async def drop_projection(self, name: str, collections: Sequence[str]) -> None:
         def drop(db: sqlite3.Connection) -> None:
             db.executemany(Q["delete_collection"], [(c,) for c in collections])

@@ -437,6 +437,19 @@ class EventStoreContract:
         assert await store.query_documents("c", equals={"missing": "x"}) == []
         assert await store.query_documents("c", at_least={"missing": ""}) == []
 
+    async def test_document_keys_lists_a_range_of_one_collection(self, store: EventStore) -> None:
+        """Keys come in code point order, from start up to (not including) stop."""
+        keys = ["a", "a-1", "b", "b\u00e9", "c"]
+        await store.commit_projection("p", 1, [
+            *(DocumentWrite("c", key, {"n": key}) for key in reversed(keys)),
+            DocumentWrite("other", "b", {"n": "b"}),
+        ])
+        assert await store.document_keys("c") == keys
+        assert await store.document_keys("c", start="a-1", stop="b\u00e9") == ["a-1", "b"]
+        assert await store.document_keys("c", start="b-") == ["b\u00e9", "c"]
+        assert await store.document_keys("c", stop="a") == []
+        assert await store.document_keys("missing") == []
+
     async def test_drop_projection_forgets_documents_and_checkpoint(
         self, store: EventStore
     ) -> None:

@@ -173,9 +173,10 @@ class _KilledMidRebuild(MemoryEventStore):
 
 
 async def test_a_rebuild_cut_short_is_done_again_before_the_daemon_serves() -> None:
-    """A ``projections rebuild`` killed half-way has dropped the rows and left the
-    checkpoint at 0. The store says a rebuild was under way, so ``run`` rebuilds before
-    it serves, rather than answer queries from a read model refolding at live speed."""
+    """A ``projections rebuild`` killed half-way has emptied the id map, left old and new
+    contract rows mixed, and the checkpoint at 0. The store says a rebuild was under way,
+    so ``run`` rebuilds before it serves, rather than answer queries from a read model
+    refolding at live speed."""
     store = _KilledMidRebuild()
     for n in range(3):
         await _contract(store, f"deal-{n}", 10 + n)
@@ -187,7 +188,7 @@ async def test_a_rebuild_cut_short_is_done_again_before_the_daemon_serves() -> N
     with pytest.raises(RuntimeError, match="killed"):
         await rebuild(store, workers=0)
     store.armed = False
-    assert await store.query_documents(CONTRACTS) == []
+    assert await store.query_documents(CONTRACT_IDS) == []
     assert await store.load_checkpoint(PROJECTION) == 0
     assert await stored_shape(store) == REBUILDING
 

@@ -117,6 +117,13 @@ DELETE FROM documents WHERE collection = $1;
 -- name: get_document
 SELECT doc::text FROM documents WHERE collection = $1 AND key = $2;
 
+-- name: document_keys
+-- The keys of collection $1 from $2 up to (not including) $3: a range of the primary key.
+SELECT key FROM documents WHERE collection = $1 AND key >= $2 AND key < $3 ORDER BY key;
+
+-- name: document_keys_to_end
+SELECT key FROM documents WHERE collection = $1 AND key >= $2 ORDER BY key;
+
 -- name: query_documents
 -- Filters come as parallel arrays (field names and values), so the text never changes.
 SELECT key, doc::text FROM documents d
