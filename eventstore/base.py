@@ -12,7 +12,7 @@ together with what they describe:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,29 @@ class DocumentWrite:
     collection: str
     key: str
     doc: Document | None
+
+
+# A run of writes of one kind: the query's name and the rows it runs on.
+WriteRun = tuple[str, list[tuple[str, ...]]]
+
+
+def write_runs(writes: Iterable[DocumentWrite], dumps: Callable[[Document], str]) -> list[WriteRun]:
+    """``writes`` as runs of upserts (``upsert_document``: collection, key, ``dumps(doc)``)
+    and of deletes (``delete_document``: collection, key), in the caller's order, so an
+    upsert then a delete of one key deletes it. A run is one executemany: a rebuild
+    writes thousands of rows."""
+    runs: list[WriteRun] = []
+    row: tuple[str, ...]
+    for w in writes:
+        if w.doc is None:
+            query, row = "delete_document", (w.collection, w.key)
+        else:
+            query, row = "upsert_document", (w.collection, w.key, dumps(w.doc))
+        if runs and runs[-1][0] == query:
+            runs[-1][1].append(row)
+        else:
+            runs.append((query, [row]))
+    return runs
 
 
 class EventStore(abc.ABC):

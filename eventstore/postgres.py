@@ -36,6 +36,7 @@ from eventstore.base import (
     decode_stream_rows,
     sample_positions,
     split_points,
+    write_runs,
 )
 from eventstore.envelope import NewEvent, RecordedEvent, parse_timestamp
 from eventstore.errors import (
@@ -300,13 +301,10 @@ class PostgresEventStore(EventStore):
         self._check_open()
         with _translated():
             async with self._pool.acquire() as conn, conn.transaction():
-                # In the caller's order: an upsert then a delete of one key deletes it.
-                for write in writes:
-                    if write.doc is None:
-                        await conn.execute(Q["delete_document"], write.collection, write.key)
-                    else:
-                        doc = _jsonb_text(orjson.dumps(write.doc).decode())
-                        await conn.execute(Q["upsert_document"], write.collection, write.key, doc)
+                # An executemany goes out as one pipeline: a statement a row waited out a
+                # round trip each (a rebuild ran at half speed).
+                for query, rows in write_runs(writes, _jsonb_dumps):
+                    await conn.executemany(Q[query], rows)
                 await conn.execute(Q["save_checkpoint"], name, position)
 
     async def get_document(self, collection: str, key: str) -> Document | None:
@@ -419,6 +417,10 @@ def _decode_row(row: Sequence[Any]) -> RecordedEvent:
 
 # A JSON \u0000 escape, not one whose backslash is itself escaped ("\\u0000" is text).
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _jsonb_dumps(doc: Document) -> str:
+    return _jsonb_text(orjson.dumps(doc).decode())
 
 
 def _jsonb_text(text: str) -> str:

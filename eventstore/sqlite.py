@@ -34,6 +34,7 @@ from eventstore.base import (
     decode_stream_rows,
     sample_positions,
     split_points,
+    write_runs,
 )
 from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp, utcnow
 from eventstore.errors import EventStoreError, PersistenceError
@@ -225,16 +226,7 @@ class SQLiteEventStore(EventStore):
     async def commit_projection(
         self, name: str, position: int, writes: Sequence[DocumentWrite]
     ) -> None:
-        # Runs of upserts and of deletes, in the caller's order: an upsert then a delete of
-        # one key deletes. A run is one executemany (a rebuild writes thousands of rows).
-        runs: list[tuple[str, list[tuple[str, ...]]]] = []
-        for w in writes:
-            query = "delete_document" if w.doc is None else "upsert_document"
-            row = (w.collection, w.key) if w.doc is None else (w.collection, w.key, _dumps(w.doc))
-            if runs and runs[-1][0] == query:
-                runs[-1][1].append(row)
-            else:
-                runs.append((query, [row]))
+        runs = write_runs(writes, _dumps)
 
         def write_documents(db: sqlite3.Connection) -> None:
             for query, rows in runs:
