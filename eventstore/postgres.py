@@ -54,12 +54,32 @@ _NO_LIMIT = 2**63 - 1
 # LISTEN/NOTIFY wakes followers at once; the poll only covers a lost listener connection.
 _POLL_INTERVAL = 1.0
 _CLOSE_TIMEOUT = 10.0
+# A network can drop a connection's packets without closing it (a NAT that forgot it, a
+# partition): neither end hears of it until it sends. The listener's connection, which
+# holds the claims, is asked to answer this often and within this long, or is given up.
+_HEARTBEAT_EVERY = 5.0
+_HEARTBEAT_TIMEOUT = 5.0
+# The server probes each connection that has been idle this long, and ends it once the
+# probes go unanswered (10 s, then 3 more 5 s apart): a session of this store left behind
+# by such a network lets go of its claim, and an idle connection keeps its NAT mapping.
+_SERVER_SETTINGS = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
+# How long a claim held by this store's own silent connection takes to come free.
+_STALE_CLAIM_WAIT = 5.0
+# Any statement on a pooled connection: past this, the connection counts as gone silent
+# and is dropped (the pool connects afresh), and the store's caller gets an outage.
+_COMMAND_TIMEOUT = 60.0
 
 
 class PostgresEventStore(EventStore):
     """The event store in a PostgreSQL database (``SPOTSYNC_DATABASE=postgresql://...``)."""
 
-    def __init__(self, pool: Any, listener: Any, channel: str, last: int) -> None:
+    def __init__(
+        self, pool: Any, listener: Any, channel: str, last: int, application_name: str
+    ) -> None:
         self._pool = pool
         # Concurrent appends share transactions (and their one wait for the disk).
         self._group = GroupCommit(self._commit)
@@ -70,11 +90,16 @@ class PostgresEventStore(EventStore):
         self._closed = False
         self._claims: list[str] = []  # roles held, on the listener's connection
         self._listener_lost = anyio.Event()
+        self._listener_busy = anyio.Lock()  # a connection runs one query at a time
+        # Every connection of this store says so to the server: ``keep_claims`` knows its
+        # own sessions left behind by a silent network from another process's.
+        self._application_name = application_name
 
     @classmethod
     async def open(cls, url: str) -> PostgresEventStore:
         """Connect, migrate the schema, and start listening for appends."""
         pool = listener = None
+        name = f"spotsync {uuid.uuid4().hex[:12]}"
         try:
             with _translated(), _url_checked():
                 pool = await asyncpg.create_pool(
@@ -82,7 +107,8 @@ class PostgresEventStore(EventStore):
                     min_size=1,
                     max_size=10,
                     timeout=10,
-                    server_settings={"synchronous_commit": "on"},
+                    command_timeout=_COMMAND_TIMEOUT,
+                    server_settings={"synchronous_commit": "on", **_settings(name)},
                 )
                 async with pool.acquire() as conn:
                     await _migrate(conn)
@@ -91,8 +117,8 @@ class PostgresEventStore(EventStore):
                 # One channel per schema, so two stores in one database do not wake each
                 # other; channel names are identifiers, at most 63 bytes.
                 channel = f"spotsync_events:{schema}".encode()[:63].decode(errors="ignore")
-                listener = await asyncpg.connect(url, timeout=10)
-                store = cls(pool, listener, channel, last)
+                listener = await _connect_listener(url, name)
+                store = cls(pool, listener, channel, last, name)
                 store.url = url
                 await store._listen(listener)
         except BaseException:
@@ -211,7 +237,8 @@ class PostgresEventStore(EventStore):
         if role in self._claims:
             return True
         with _translated():
-            claimed = bool(await self._listener.fetchval(Q["try_claim"], role))
+            async with self._listener_busy:
+                claimed = bool(await self._listener.fetchval(Q["try_claim"], role))
         if claimed:
             self._claims.append(role)
         return claimed
@@ -229,36 +256,73 @@ class PostgresEventStore(EventStore):
         Each time, a new connection takes them again as soon as the server answers
         (``on_outage`` is told of each try that fails); raises ``StoreBusyError`` when
         another process took one first. While the server is away nobody can take them,
-        and nothing this process does gets through to the database either."""
+        and nothing this process does gets through to the database either.
+
+        A connection can also go silent (a network that drops its packets): the listener
+        is asked to answer every few seconds, and given up when it does not. The server
+        may not have noticed yet, so a session of this store's own can still hold a claim
+        when the new connection asks for it: that session is ended, and the claim taken."""
         while True:
-            await self._listener_lost.wait()
-            self._listener_lost = anyio.Event()
+            with anyio.move_on_after(_HEARTBEAT_EVERY):
+                await self._listener_lost.wait()
             if self._closed:
                 return
+            if not self._listener_lost.is_set():
+                if await self._listener_answers():
+                    continue
+                # Unheard from: its own end would set the next ``_listener_lost`` too.
+                self._listener.remove_termination_listener(self._on_listener_lost)
+                self._listener.terminate()
+            self._listener_lost = anyio.Event()
             listener = await self._reconnect(on_outage)
             try:
                 for role in self._claims:
-                    with _translated():
-                        taken = bool(await listener.fetchval(Q["try_claim"], role))
-                    if not taken:
+                    if not await self._claim_again(listener, role):
                         raise StoreBusyError(
                             f"the connection that held this process's claim ({role}) on "
                             "the database dropped, and another spotsync process holds it "
                             "now: stopping, so that only one runs"
                         )
                 await self._listen(listener)
+                with _translated():  # on the new connection: the pool's may be silent too
+                    last = int(await listener.fetchval(Q["last_position"]))
             except BaseException:
                 listener.terminate()
                 raise
             self._listener = listener
-            self._advance(await self.last_position())  # appends the lost channel missed
+            self._advance(last)  # appends the lost channel missed
+
+    async def _listener_answers(self) -> bool:
+        try:
+            async with self._listener_busy:
+                await self._listener.fetchval("SELECT 1", timeout=_HEARTBEAT_TIMEOUT)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            return False
+        return True
+
+    async def _claim_again(self, listener: Any, role: str) -> bool:
+        """Take ``role`` on ``listener``, ending this store's own silent sessions that
+        still hold it; False when another process holds it."""
+        with _translated():
+            if await listener.fetchval(Q["try_claim"], role):
+                return True
+            ended = await listener.fetch(Q["end_own_stale_claims"], role, self._application_name)
+            if not ended:
+                return False
+            # The ended sessions let go as they exit, a moment later.
+            deadline = anyio.current_time() + _STALE_CLAIM_WAIT
+            while anyio.current_time() < deadline:
+                if await listener.fetchval(Q["try_claim"], role):
+                    return True
+                await anyio.sleep(0.05)
+        return False
 
     async def _reconnect(self, on_outage: OnOutage | None) -> Any:
         backoff = Backoff()
         while True:
             try:
                 with _translated():
-                    return await asyncpg.connect(self.url, timeout=10)
+                    return await _connect_listener(self.url, self._application_name)
             except PersistenceError as exc:
                 delay = backoff.next()
                 if on_outage is not None:
@@ -434,6 +498,14 @@ def _jsonb_text(text: str) -> str:
 def _as_document(raw: str) -> Document:
     doc: Document = orjson.loads(raw)
     return doc
+
+
+def _settings(application_name: str) -> dict[str, str]:
+    return {"application_name": application_name, **_SERVER_SETTINGS}
+
+
+async def _connect_listener(url: str | None, application_name: str) -> Any:
+    return await asyncpg.connect(url, timeout=10, server_settings=_settings(application_name))
 
 
 @contextmanager

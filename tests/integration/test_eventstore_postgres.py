@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -21,7 +22,7 @@ from structlog.testing import capture_logs
 
 from daemon import runtime
 from daemon.runtime import Daemon, running_daemon
-from eventstore import EventStore, StoreBusyError, open_store
+from eventstore import EventStore, PersistenceError, StoreBusyError, open_store, postgres
 from eventstore.postgres import temporary_schema
 from tests.acceptance.conftest import wait_for
 from tests.eventstore_contract import (
@@ -244,36 +245,56 @@ async def test_statistics_are_refreshed_after_a_bulk_load(schema_url: str) -> No
 class _Cuttable:
     """A TCP relay to the PostgreSQL server that a test can cut, as a restart of the server
     (or the network) would: every connection through it is closed and new ones are
-    refused until it is restored. The real server, which other tests share, is left alone."""
+    refused until it is restored. Or it can freeze, as a network that drops packets
+    would: the connections through it stay open at both ends but carry nothing, ever
+    again, and new ones are refused until it is restored. The real server, which other
+    tests share, is left alone."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.port = 0
         self._scope: anyio.CancelScope | None = None
+        self._frozen = anyio.Event()  # set: the connections made until then carry nothing
+        self._restored = anyio.Event()
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        while True:
-            async with await anyio.create_tcp_listener(
-                local_host="127.0.0.1", local_port=self.port
-            ) as listener:
-                self.port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610
-                with anyio.CancelScope() as self._scope:
-                    async with anyio.create_task_group() as relays:
-                        task_status.started()
-                        task_status = anyio.TASK_STATUS_IGNORED
-                        await listener.serve(self._relay, task_group=relays)
-            await self._restored.wait()
+        async with anyio.create_task_group() as frozen:
+            while True:
+                async with await anyio.create_tcp_listener(
+                    local_host="127.0.0.1", local_port=self.port
+                ) as listener:
+                    self.port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610
+                    with anyio.CancelScope() as self._scope:
+                        async with anyio.create_task_group() as relays:
+                            task_status.started()
+                            task_status = anyio.TASK_STATUS_IGNORED
+                            await listener.serve(
+                                partial(self._relay, self._frozen, frozen), task_group=relays
+                            )
+                await self._restored.wait()
 
     async def cut(self) -> None:
         self._restored = anyio.Event()
         assert self._scope is not None
         self._scope.cancel()
 
+    async def freeze(self) -> None:
+        self._frozen.set()
+        self._frozen = anyio.Event()
+        await self.cut()
+
     def restore(self) -> None:
         self._restored.set()
 
-    async def _relay(self, client: anyio.abc.SocketStream) -> None:
-        async with client, await anyio.connect_tcp(*self.target) as server:
+    async def _relay(
+        self, frozen: anyio.Event, keeper: anyio.abc.TaskGroup, client: anyio.abc.SocketStream
+    ) -> None:
+        try:
+            server = await anyio.connect_tcp(*self.target)
+        except BaseException:
+            await _close(client)
+            raise
+        try:
 
             async def pump(src: anyio.abc.SocketStream, dst: anyio.abc.SocketStream) -> None:
                 async for chunk in src:
@@ -283,15 +304,37 @@ class _Cuttable:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(pump, client, server)
                 tg.start_soon(pump, server, client)
+        finally:
+            if frozen.is_set():  # both ends stay open, where the cut leaves them alone
+                keeper.start_soon(_hold, client, server)
+            else:
+                await _close(client, server)
 
 
+async def _hold(*streams: anyio.abc.SocketStream) -> None:
+    try:
+        await anyio.sleep_forever()
+    finally:
+        await _close(*streams)
+
+
+async def _close(*streams: anyio.abc.SocketStream) -> None:
+    with anyio.CancelScope(shield=True):
+        for stream in streams:
+            await stream.aclose()
+
+
+@pytest.mark.parametrize("away", ["cut", "silent"])
 async def test_a_daemon_waits_out_its_database_and_goes_on(
-    schema_url: str, tmp_path: Path
+    schema_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, away: str
 ) -> None:
-    """The database goes away for a while (here: a relay cut, as a restart would). The
-    daemon does not stop: ``/readyz`` says the store is away meanwhile; once it is back,
-    the daemon holds its claim again, and a contract requested then is stored and folded
-    into the read models."""
+    """The database goes away for a while: a relay cut, as a restart would, or gone
+    silent, as a network that drops packets would. The daemon does not stop: ``/readyz``
+    says the store is away meanwhile; once it is back, the daemon holds its claim again,
+    and a contract requested then is stored and folded into the read models."""
+    monkeypatch.setattr(postgres, "_HEARTBEAT_EVERY", 0.2)
+    monkeypatch.setattr(postgres, "_HEARTBEAT_TIMEOUT", 0.5)
+    monkeypatch.setattr(postgres, "_COMMAND_TIMEOUT", 0.5)
     parts = urlsplit(schema_url)
     relay = _Cuttable((parts.hostname or "127.0.0.1", parts.port or 5432))
     request = json.loads((Path(__file__).parents[1] / "data" / "acme_contract.json").read_text())
@@ -306,7 +349,7 @@ async def test_a_daemon_waits_out_its_database_and_goes_on(
         ):
             first = await _claim_holders(schema_url)
             with capture_logs() as logs:
-                await relay.cut()
+                await (relay.cut() if away == "cut" else relay.freeze())
 
                 async def store_away() -> bool:
                     answer = await http.get("/readyz")
@@ -322,7 +365,8 @@ async def test_a_daemon_waits_out_its_database_and_goes_on(
 
                 await wait_for(store_away, seconds=20, what="/readyz to say the store is away")
                 await wait_for(every_part_waiting, seconds=20, what="every part to wait")
-            assert await _claim_holders(schema_url) == []  # the server let go of it
+            # The server let go of the claim, or keeps it for the silent session.
+            assert await _claim_holders(schema_url) == ([] if away == "cut" else first)
             relay.restore()
 
             async def claimed_again() -> bool:
@@ -339,4 +383,55 @@ async def test_a_daemon_waits_out_its_database_and_goes_on(
             await wait_for(accepted, seconds=30, what="the intake to be accepted")
             await wait_for(folded, seconds=30, what="the read models to show the contract")
             assert (await http.get("/readyz")).status_code == 200
+        tg.cancel_scope.cancel()
+
+
+async def test_a_claim_on_a_connection_gone_silent_is_taken_back(
+    schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The network drops the connections' packets without closing them. The store finds
+    its listener silent and connects again, refused while the network is down; once it
+    is back, the server still keeps the silent session holding the claim (it has not
+    noticed): the store ends that session, its own, and holds the claim again, while
+    another process still cannot take it."""
+    monkeypatch.setattr(postgres, "_HEARTBEAT_EVERY", 0.2)
+    monkeypatch.setattr(postgres, "_HEARTBEAT_TIMEOUT", 0.5)
+    monkeypatch.setattr(postgres, "_COMMAND_TIMEOUT", 0.5)
+    parts = urlsplit(schema_url)
+    relay = _Cuttable((parts.hostname or "127.0.0.1", parts.port or 5432))
+    async with anyio.create_task_group() as tg:
+        await tg.start(relay.serve)
+        url = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{relay.port}"))
+        async with await open_store(url) as store:
+            assert await store.try_claim("daemon")
+            first = await _claim_holders(schema_url)
+            refused: list[BaseException] = []
+            tg.start_soon(store.keep_claims, lambda exc, delay: refused.append(exc))
+            await relay.freeze()
+
+            async def reconnecting() -> bool:
+                return bool(refused)
+
+            await wait_for(reconnecting, seconds=20, what="the silent listener to be given up")
+            assert await _claim_holders(schema_url) == first  # the silent session holds on
+            relay.restore()
+
+            async def claimed_again() -> bool:
+                holders = await _claim_holders(schema_url)
+                return len(holders) == 1 and holders != first
+
+            await wait_for(claimed_again, seconds=30, what="the claim to be taken again")
+            async with await open_store(schema_url) as other:
+                assert not await other.try_claim("daemon")
+
+            async def works() -> bool:
+                # Its pooled connection went silent too: a statement gives it up.
+                try:
+                    await store.append("s", [event(1)], expected_version=None)
+                except PersistenceError:
+                    return False
+                return True
+
+            await wait_for(works, seconds=20, what="an append through new connections")
+            assert [e.stream for e in await store.read_stream("s")] == ["s"]
         tg.cancel_scope.cancel()

@@ -17,6 +17,19 @@ SELECT pg_advisory_xact_lock(7358201946);
 -- it ends with the connection, so a killed process leaves nothing to clean up.
 SELECT pg_try_advisory_lock(hashtext('spotsync'), hashtext(current_schema() || '/' || $1));
 
+-- name: end_own_stale_claims
+-- Ends the sessions that hold role $1 (as try_claim takes it) under application name $2,
+-- this store's own, other than this one: a connection of this store that went silent
+-- (a network that drops packets rather than the connection), which the server has not
+-- noticed yet. A row per session asked to end.
+SELECT pg_terminate_backend(l.pid)
+FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid = hashtext('spotsync')::oid
+  AND l.objid = hashtext(current_schema() || '/' || $1)::oid
+  AND a.application_name = $2 AND l.pid <> pg_backend_pid();
+
 -- name: refresh_statistics
 -- The planner's statistics of the tables a bulk load filled (autovacuum comes later).
 ANALYZE events, documents;
