@@ -9,6 +9,7 @@ from handlers.spotdraft.errors import (
     OutcomeUnknownError,
     PermanentError,
     SpotDraftError,
+    StorageError,
     TransientError,
     UnexpectedResponseError,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "SpotDraftClient",
     "SpotDraftCredentials",
     "SpotDraftError",
+    "StorageError",
     "TransientError",
     "UnexpectedResponseError",
     "path_segment",

@@ -22,6 +22,7 @@ from handlers.spotdraft.errors import (
     ConfigurationError,
     OutcomeUnknownError,
     PermanentError,
+    StorageError,
     TransientError,
     permanent_error_for,
 )
@@ -90,11 +91,12 @@ class Attempts:
             started = self._clock()
             try:
                 reply = await send()
-            except PermanentError as exc:  # raised while storing a download (too large)
+            except (PermanentError, StorageError) as exc:
+                # Raised while storing a download (too large, or no room for it): recorded
+                # with the attempt, and not tried again now.
                 exchanges.append(exchange(None, None, self._ms_since(started), attempt, str(exc)))
-                raise PermanentError(
-                    str(exc), exchanges=tuple(exchanges), status=exc.status, body=exc.body
-                ) from exc
+                exc.exchanges = tuple(exchanges)
+                raise
             except httpx.TransportError as exc:
                 error = describe(exc)
                 exchanges.append(exchange(None, None, self._ms_since(started), attempt, error))

@@ -26,7 +26,7 @@ import httpx
 
 from handlers.spotdraft.attempts import Attempts, Reply, read_reply
 from handlers.spotdraft.credentials import SpotDraftCredentials
-from handlers.spotdraft.downloads import check_file_name, stream_to_file
+from handlers.spotdraft.downloads import check_file_name, stream_to_file, unstorable
 from handlers.spotdraft.errors import UnexpectedResponseError
 from handlers.spotdraft.exchange import DownloadedFile, Exchange, Result
 from handlers.spotdraft.pacing import Clock, RateBudget, Sleep
@@ -190,7 +190,10 @@ class SpotDraftClient:
         if target.scheme not in ("http", "https") or not target.host:
             raise ValueError("a download url must be an absolute http(s) url")
         dest = Path(dest_dir)
-        await anyio.Path(dest).mkdir(parents=True, exist_ok=True)
+        try:
+            await anyio.Path(dest).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise unstorable(file_name, dest, exc) from exc
 
         async def fetch() -> Reply:
             async with self._http.stream("GET", target, follow_redirects=True) as response:

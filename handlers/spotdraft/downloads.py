@@ -16,7 +16,7 @@ from pathlib import Path
 
 import anyio
 
-from handlers.spotdraft.errors import PermanentError
+from handlers.spotdraft.errors import PermanentError, StorageError
 from handlers.spotdraft.exchange import DownloadedFile
 
 
@@ -56,10 +56,20 @@ async def stream_to_file(
             await anyio.to_thread.run_sync(os.fsync, out.wrapped.fileno())
         await anyio.to_thread.run_sync(os.replace, temporary, target)
         await anyio.to_thread.run_sync(_fsync_dir, dest_dir)
+    except OSError as exc:
+        _remove(temporary)
+        raise unstorable(file_name, dest_dir, exc) from exc
     except BaseException:
         _remove(temporary)
         raise
     return DownloadedFile(path=target, sha256=digest.hexdigest(), bytes=size)
+
+
+def unstorable(file_name: str, dest_dir: Path, exc: OSError) -> StorageError:
+    return StorageError(
+        f"cannot store {file_name} in {dest_dir}: {exc.strerror or exc}; free space or let "
+        "spotsync write to that folder (SPOTSYNC_DOCUMENTS_DIR), and it is tried again"
+    )
 
 
 def _remove(path: Path) -> None:

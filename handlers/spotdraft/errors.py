@@ -3,6 +3,7 @@
     SpotDraftError                  root; every error carries the exchanges (one per attempt)
      +-- TransientError             429, 5xx, timeouts, connection errors: retries ran out
      |    +-- OutcomeUnknownError   a create or send may have happened: look it up, never resend
+     |    +-- StorageError          a download arrived but could not be stored: fix the folder
      +-- PermanentError             400, 402, 403, 404, 409 (and other 4xx): fix the request
           +-- ConfigurationError    302 (wrong url or slash), 401 (credentials): fix the settings
           +-- UnexpectedResponseError  a 2xx whose body is not the documented shape
@@ -58,6 +59,11 @@ class OutcomeUnknownError(TransientError):
     Retrying blindly could create a second contract, so the client does not. Look the
     contract up (``find_by_external_id`` or ``get_status``) before calling again.
     """
+
+
+class StorageError(TransientError):
+    """A download arrived but could not be stored (a full disk, a folder spotsync may not
+    write to). Nothing SpotDraft did: once the folder is fixed, the work is tried again."""
 
 
 class PermanentError(SpotDraftError):

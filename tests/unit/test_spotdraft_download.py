@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +17,9 @@ from handlers.spotdraft import (
     RateBudget,
     SpotDraftClient,
     SpotDraftCredentials,
+    StorageError,
     TransientError,
+    downloads,
 )
 
 PDF = b"%PDF-1.4\n" + b"x" * 200_000 + b"\n%%EOF\n"
@@ -168,3 +172,39 @@ async def test_a_download_over_the_size_limit_is_refused(tmp_path: Path) -> None
             await client.download(URL, tmp_path, "T-1.pdf")
     assert leftovers(tmp_path) == []
     assert [exchange.attempt for exchange in caught.value.exchanges] == [1]
+
+
+@pytest.mark.anyio
+async def test_a_download_with_no_room_to_store_it_is_deferred_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills up under a download: a transient error that names the folder and the
+    fix, the call recorded once (trying again at once would not help), nothing left."""
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(downloads.os, "fsync", full)
+    files = Files()
+    async with client_for(files) as client:
+        with pytest.raises(StorageError) as caught:
+            await client.download(URL, tmp_path, "T-1.pdf")
+    assert not isinstance(caught.value, PermanentError)
+    assert f"cannot store T-1.pdf in {tmp_path}: No space left on device" in str(caught.value)
+    assert "SPOTSYNC_DOCUMENTS_DIR" in str(caught.value)
+    assert [(e.attempt, e.status) for e in caught.value.exchanges] == [(1, None)]
+    assert "No space left" in str(caught.value.exchanges[0].error)
+    assert len(files.requests) == 1
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_a_documents_folder_that_cannot_be_made_is_a_storage_error(tmp_path: Path) -> None:
+    """SPOTSYNC_DOCUMENTS_DIR names a file: nothing is fetched, and the error says where."""
+    taken = tmp_path / "documents"
+    taken.write_text("not a folder")
+    files = Files()
+    async with client_for(files) as client:
+        with pytest.raises(StorageError, match=r"cannot store T-1\.pdf in .*documents"):
+            await client.download(URL, taken, "T-1.pdf")
+    assert files.requests == []
