@@ -14,12 +14,14 @@ handler mid-call is safe: its intent is in the log, and the next start resumes i
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import httpx
 import structlog
 from anyio.abc import TaskStatus
@@ -109,9 +111,8 @@ class Daemon:
         task_status: TaskStatus[Running] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         settings = self.settings
+        documents = await anyio.to_thread.run_sync(documents_folder, settings.documents_dir)
         bound = bound or bind(settings.listen_host, settings.listen_port)
-        documents = Path(settings.documents_dir)
-        await anyio.Path(documents).mkdir(parents=True, exist_ok=True, mode=0o700)
         async with AsyncExitStack() as stack:
             stack.callback(bound.sock.close)  # when the start fails too, not only the server
             store = await open_store(settings.database)
@@ -209,6 +210,23 @@ class Daemon:
             log.info("daemon stopped")
             if lost:
                 raise lost[0]
+
+
+def documents_folder(setting: str) -> Path:
+    """The documents folder, made if missing (owner-only) and written to once: a folder
+    the daemon cannot write to stops it at the start, with one line, rather than defer
+    every contract's download."""
+    folder = Path(setting)
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".spotsync-probe-"):
+            pass
+    except OSError as exc:
+        raise OSError(
+            f"SPOTSYNC_DOCUMENTS_DIR={setting}: spotsync cannot write there "
+            f"({exc.strerror or exc})"
+        ) from exc
+    return folder
 
 
 async def _claim_store(store: EventStore) -> None:

@@ -95,3 +95,24 @@ def test_a_database_password_is_masked_in_error_lines_and_the_start_log(url: str
     assert "db.example/spotsync" in line
     assert "Hunter2-db" not in _describe(url)
     assert "db.example/spotsync" in _describe(url)
+
+
+def test_run_refuses_a_documents_folder_it_cannot_write_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One line naming the setting at the start, before the store or the port is taken,
+    rather than a deferred download for every contract once it runs."""
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("SPOTSYNC_DOCUMENTS_DIR", str(tmp_path / "file" / "documents"))
+    monkeypatch.setenv("SPOTSYNC_DATABASE", str(tmp_path / "spotsync.db"))
+    monkeypatch.setenv("SPOTSYNC_LISTEN", "127.0.0.1:0")
+    monkeypatch.setenv("SPOTDRAFT_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("SPOTDRAFT_CLIENT_ID", "id")
+    monkeypatch.setenv("SPOTDRAFT_CLIENT_SECRET", "secret")
+    monkeypatch.setenv("SPOTDRAFT_HMAC_KEY", "c2VjcmV0LWtleQ==")
+    assert main(["run", "--insecure-local", "--log-format", "console"]) == 2
+    assert capsys.readouterr().err == (
+        f"spotsync run: SPOTSYNC_DOCUMENTS_DIR={tmp_path}/file/documents: spotsync cannot "
+        "write there (Not a directory)\n"
+    )
+    assert not (tmp_path / "spotsync.db").exists()
