@@ -16,10 +16,11 @@ from typing import TextIO
 
 import anyio
 
-from daemon.cli import CommandError
+from daemon.cli import CommandError, without_passwords
 from daemon.commands import existing_store, log_position
 from daemon.config import load_settings
-from eventstore import EventStore, EventStoreError, RecordedEvent, open_store
+from eventstore import EventStore, EventStoreError, PersistenceError, RecordedEvent, open_store
+from eventstore.outages import OnOutage
 from projections.events import EventType, contract_stream, external_id_of
 from projections.timeline import Timeline
 
@@ -95,6 +96,11 @@ class _Printer:
             self.out.flush()
 
 
+def _waiting(outage: PersistenceError, retry_in: float) -> None:
+    line = f"spotsync events: {without_passwords(str(outage))}; trying again in {retry_in:.1f} s"
+    print(line, file=sys.stderr)
+
+
 def timeline_line(event: RecordedEvent, summary: str) -> str:
     moment = event.recorded_at
     stamp = f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d}"
@@ -108,7 +114,8 @@ async def _print_events(
     types = set(args.types) if args.types else None
     since = max(1, args.since)
     async with await open_store(database) as store:
-        async for event in _select(store, stream, since, follow=args.follow):
+        selected = _select(store, stream, since, follow=args.follow, on_outage=_waiting)
+        async for event in selected:
             if event.position < since or (types is not None and event.type not in types):
                 printer.feed(event)
             else:
@@ -116,9 +123,15 @@ async def _print_events(
 
 
 async def _select(
-    store: EventStore, stream: str | None, since: int, *, follow: bool
+    store: EventStore,
+    stream: str | None,
+    since: int,
+    *,
+    follow: bool,
+    on_outage: OnOutage | None = None,
 ) -> AsyncIterator[RecordedEvent]:
-    """The events to look at, in order; with ``follow``, never ends by itself."""
+    """The events to look at, in order; with ``follow``, never ends by itself, and waits
+    out a store that goes away (``on_outage`` is told of each try that fails)."""
     start = since
     if stream is not None:
         # The whole stream, also before --since: the timeline needs it to tell a repeated
@@ -129,7 +142,11 @@ async def _select(
         if not follow:
             return
         start = max(since, history[-1].position + 1 if history else 1)
-    source = store.subscribe(from_position=start) if follow else store.read_all(from_position=start)
+    source = (
+        store.subscribe(from_position=start, on_outage=on_outage)
+        if follow
+        else store.read_all(from_position=start)
+    )
     async for event in source:
         if stream is None or event.stream == stream:
             yield event

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -18,6 +19,7 @@ import anyio.abc
 import asyncpg
 import httpx
 import pytest
+from anyio.streams.text import TextReceiveStream
 from structlog.testing import capture_logs
 
 from daemon import runtime
@@ -297,9 +299,12 @@ class _Cuttable:
         try:
 
             async def pump(src: anyio.abc.SocketStream, dst: anyio.abc.SocketStream) -> None:
-                async for chunk in src:
-                    await dst.send(chunk)
-                await dst.send_eof()
+                try:
+                    async for chunk in src:
+                        await dst.send(chunk)
+                    await dst.send_eof()
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    tg.cancel_scope.cancel()  # one end reset: the relay closes the other
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(pump, client, server)
@@ -435,3 +440,46 @@ async def test_a_claim_on_a_connection_gone_silent_is_taken_back(
             await wait_for(works, seconds=20, what="an append through new connections")
             assert [e.stream for e in await store.read_stream("s")] == ["s"]
         tg.cancel_scope.cancel()
+
+
+async def test_events_follow_waits_out_its_database(schema_url: str) -> None:
+    """`spotsync events --follow` (its own process) outlives a cut of the database: it
+    says it is waiting, then prints the event appended meanwhile."""
+    parts = urlsplit(schema_url)
+    relay = _Cuttable((parts.hostname or "127.0.0.1", parts.port or 5432))
+    async with await open_store(schema_url) as direct:
+        await direct.append("contract-deal-1", [event(1)], expected_version=0)
+    async with anyio.create_task_group() as tg:
+        await tg.start(relay.serve)
+        url = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{relay.port}"))
+        command = [sys.executable, "-m", "daemon", "events", "--follow", "--json"]
+        env = {**os.environ, "SPOTSYNC_DATABASE": url}
+        async with await anyio.open_process(command, env=env) as process:
+            assert process.stdout is not None
+            assert process.stderr is not None
+            out = TextReceiveStream(process.stdout)
+            err = TextReceiveStream(process.stderr)
+            seen = said = ""
+            try:
+                with anyio.fail_after(30):
+                    async for chunk in out:
+                        if '"position":1' in (seen := seen + chunk):
+                            break
+                    await relay.cut()
+                    async for chunk in err:
+                        if "trying again in" in (said := said + chunk):
+                            break
+                    async with await open_store(schema_url) as direct:
+                        await direct.append("contract-deal-1", [event(2)], expected_version=1)
+                    relay.restore()
+                    async for chunk in out:
+                        if '"position":2' in (seen := seen + chunk):
+                            break
+            finally:
+                if process.returncode is None:
+                    process.terminate()
+        tg.cancel_scope.cancel()
+    assert said.startswith("spotsync events: ")
+    assert "PostgreSQL" in said
+    assert "trying again in" in said
+    assert '"position":2' in seen
