@@ -153,10 +153,12 @@ class Daemon:
                 log.info("read models rebuilt", events=rebuilt.position, seconds=rebuilt.seconds)
             lost: list[StoreBusyError] = []
             async with anyio.create_task_group() as workers:
-                workers.start_soon(_keep_claim, store, shutdown, lost)
+                workers.start_soon(_keep_claim, store, shutdown, lost, metrics)
                 await workers.start(
                     lambda task_status: run_projections(
-                        store, on_outage=_waiting_out("read models"), task_status=task_status
+                        store,
+                        on_outage=_waiting_out("read models", metrics),
+                        task_status=task_status,
                     )
                 )
                 await workers.start(
@@ -170,7 +172,8 @@ class Daemon:
                     )
                 )
                 head = await store.last_position()
-                workers.start_soon(metrics.count_appends, store, head, _waiting_out("metrics"))
+                counting = _waiting_out("metrics", metrics)
+                workers.start_soon(metrics.count_appends, store, head, counting)
                 async with anyio.create_task_group() as handling:
                     await handling.start(
                         lambda task_status: run_handlers(
@@ -182,7 +185,7 @@ class Daemon:
                             intent_lease=timeout + 5.0,
                             stop=handlers_stop,
                             grace=GRACEFUL_SECONDS,
-                            on_outage=_waiting_out("handlers"),
+                            on_outage=_waiting_out("handlers", metrics),
                             task_status=task_status,
                         )
                     )
@@ -247,24 +250,25 @@ async def _claim_store(store: EventStore) -> None:
 
 
 async def _keep_claim(
-    store: EventStore, shutdown: anyio.Event, lost: list[StoreBusyError]
+    store: EventStore, shutdown: anyio.Event, lost: list[StoreBusyError], metrics: Metrics
 ) -> None:
     """Hold the claim while serving; once it is lost for good, stop as SIGTERM would
     (in-flight work finished), then fail: a daemon that may no longer be the only one
     must not go on."""
     try:
-        await store.keep_claims(_waiting_out("claim"))
+        await store.keep_claims(_waiting_out("claim", metrics))
     except StoreBusyError as exc:
         log.error("stopping: this daemon no longer holds its store", error=str(exc))
         lost.append(exc)
         shutdown.set()
 
 
-def _waiting_out(component: str) -> OnOutage:
-    """What a part of the daemon logs each time it waits for a store that cannot be
-    reached (``/readyz`` answers 503 meanwhile); it goes on once the store is back."""
+def _waiting_out(component: str, metrics: Metrics) -> OnOutage:
+    """What a part of the daemon logs and counts each time it waits for a store that
+    cannot be reached (``/readyz`` answers 503 meanwhile); it goes on once it is back."""
 
     def note(error: PersistenceError, delay: float) -> None:
+        metrics.store_outage(component)
         log.warning(
             "store unreachable: waiting", component=component, error=str(error), retry_in=delay
         )

@@ -91,7 +91,13 @@ async def metrics_endpoint(request: Request) -> Response:
             except Exception as exc:  # a scrape must not fail because the store did
                 log.warning("metrics: lag not measured", error=type(exc).__name__)
     if state.on_scrape is not None:
-        await state.on_scrape(metrics)
+        # Gauges read from the store at scrape time: with the store away, they keep their
+        # last values, and the rest (the outage counters first) is still served.
+        with anyio.move_on_after(READINESS_TIMEOUT):
+            try:
+                await state.on_scrape(metrics)
+            except Exception as exc:
+                log.warning("metrics: gauges not refreshed", error=type(exc).__name__)
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

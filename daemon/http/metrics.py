@@ -26,6 +26,10 @@ from handlers.spotdraft import Exchange
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 
+# The parts of the daemon that wait for an event store that cannot be reached.
+STORE_COMPONENTS = ("read models", "handlers", "metrics", "claim")
+
+
 class Metrics:
     """The daemon's counters and gauges, and their text exposition."""
 
@@ -78,9 +82,18 @@ class Metrics:
             "Contracts with notices queued for the sink, not yet delivered or given up on.",
             registry=r,
         )
+        self.store_unreachable = Counter(
+            "spotsync_store_unreachable",
+            "Tries to reach the event store that failed, by the part of the daemon that waits"
+            " for it (read models, handlers, metrics, claim).",
+            ["component"],
+            registry=r,
+        )
         # Labels that are always present, so a scrape shows zeros rather than nothing.
         for reason in ("missing", "invalid"):
             self.webhook_verification_failures.labels(reason)
+        for component in STORE_COMPONENTS:
+            self.store_unreachable.labels(component)
         # Looked up once: a label look-up costs more than the increment on the hot path.
         self._webhooks_matched = self.webhooks_received.labels("yes")
         self._webhooks_unmatched = self.webhooks_received.labels("no")
@@ -118,6 +131,9 @@ class Metrics:
 
     def set_subscription_lag(self, subscription: str, events: int) -> None:
         self.subscription_lag.labels(subscription).set(max(events, 0))
+
+    def store_outage(self, component: str) -> None:
+        self.store_unreachable.labels(component).inc()
 
     def set_parked(self, count: int) -> None:
         self.parked.set(count)

@@ -116,6 +116,14 @@ async def test_a_second_daemon_on_the_same_database_is_refused(
 _connect = asyncpg.connect  # the real one, for the tests' own connections
 
 
+def _sample(exposition: str, name: str) -> float:
+    """The value of one sample in a Prometheus text exposition."""
+    for line in exposition.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in the exposition")
+
+
 async def _claim_holders(url: str, role: str = "daemon") -> list[int]:
     """The server sessions that hold ``role`` in this URL's schema."""
     conn = await _connect(url)
@@ -370,6 +378,11 @@ async def test_a_daemon_waits_out_its_database_and_goes_on(
 
                 await wait_for(store_away, seconds=20, what="/readyz to say the store is away")
                 await wait_for(every_part_waiting, seconds=20, what="every part to wait")
+            # ...and /metrics counts the tries, for an alert that does not read logs.
+            scraped = (await http.get("/metrics")).text
+            for component in ("read models", "handlers", "metrics", "claim"):
+                sample = f'spotsync_store_unreachable_total{{component="{component}"}}'
+                assert _sample(scraped, sample) >= 1
             # The server let go of the claim, or keeps it for the silent session.
             assert await _claim_holders(schema_url) == ([] if away == "cut" else first)
             relay.restore()

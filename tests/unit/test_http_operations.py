@@ -117,6 +117,27 @@ async def test_metrics_expose_the_counters(store: MemoryEventStore) -> None:
 
 
 @pytest.mark.anyio
+async def test_metrics_are_served_while_the_store_is_away(store: MemoryEventStore) -> None:
+    """A scrape in an outage still answers 200, with the outage counted: the gauges read
+    from the store keep their last values rather than fail the whole scrape."""
+    metrics = Metrics()
+    metrics.set_parked(1)
+    app = create_app(store, Config(), metrics=metrics)
+
+    async def away(m: Metrics) -> None:
+        raise PersistenceError("cannot reach PostgreSQL: connection refused")
+
+    app.state.on_scrape = away
+    metrics.store_outage("handlers")
+    async with client_for(app) as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert 'spotsync_store_unreachable_total{component="handlers"} 1.0' in response.text
+    assert 'spotsync_store_unreachable_total{component="claim"} 0.0' in response.text
+    assert "spotsync_parked_items 1.0" in response.text
+
+
+@pytest.mark.anyio
 async def test_appends_are_counted_by_type(store: MemoryEventStore) -> None:
     """Events appended after the counter starts show in spotsync_events_appended_total."""
     metrics = Metrics()
