@@ -103,3 +103,21 @@ def test_reconcile_without_credentials_is_one_clear_line(
         "spotsync reconcile: set SPOTDRAFT_BASE_URL, SPOTDRAFT_CLIENT_ID, "
         "SPOTDRAFT_CLIENT_SECRET to call SpotDraft"
     )
+
+
+def test_parked_retry_all_retries_each_parked_contract_once(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once what stopped them is fixed, `parked retry --all` appends one RetryRequested per
+    parked contract and leaves the others alone; a second run finds them retried."""
+    assert main(["parked", "retry", "--all", "--reason", "template fixed"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("retry requested for deal-bad (position ")
+    assert "deal-ok" not in out
+    assert anyio.run(_types, database, "deal-bad")[-1] == EventType.RETRY_REQUESTED
+    assert anyio.run(_types, database, "deal-ok")[-1] != EventType.RETRY_REQUESTED
+    # The read model has not folded the retry (no daemon runs): the log says it is done.
+    assert main(["parked", "retry", "--all"]) == 0
+    assert "not retried: deal-bad is not parked" in capsys.readouterr().out
+    assert main(["parked", "retry"]) == 2
+    assert "give one EXTERNAL_ID or --all" in capsys.readouterr().err
