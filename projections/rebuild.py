@@ -242,7 +242,8 @@ async def fold_range(
                 events += len(page)
                 collector.tick(len(page))
                 if contracts >= batch_size:
-                    # Up to the batch's last contract; the next span starts there.
+                    # The span runs up to the batch's last contract, where the next one
+                    # starts: that row, written now, counts as written by the next too.
                     await send.send(_Batch(writes, written, span, last))
                     writes, written, contracts, span = [], {last}, 0, last
                 if on_events is not None:
