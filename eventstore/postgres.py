@@ -274,22 +274,7 @@ class PostgresEventStore(EventStore):
                 self._listener.remove_termination_listener(self._on_listener_lost)
                 self._listener.terminate()
             self._listener_lost = anyio.Event()
-            listener = await self._reconnect(on_outage)
-            try:
-                for role in self._claims:
-                    if not await self._claim_again(listener, role):
-                        raise StoreBusyError(
-                            f"the connection that held this process's claim ({role}) on "
-                            "the database dropped, and another spotsync process holds it "
-                            "now: stopping, so that only one runs"
-                        )
-                await self._listen(listener)
-                with _translated():  # on the new connection: the pool's may be silent too
-                    last = int(await listener.fetchval(Q["last_position"]))
-            except BaseException:
-                listener.terminate()
-                raise
-            self._listener = listener
+            self._listener, last = await self._reconnect(on_outage)
             self._advance(last)  # appends the lost channel missed
 
     async def _listener_answers(self) -> bool:
@@ -317,17 +302,37 @@ class PostgresEventStore(EventStore):
                 await anyio.sleep(0.05)
         return False
 
-    async def _reconnect(self, on_outage: OnOutage | None) -> Any:
+    async def _reconnect(self, on_outage: OnOutage | None) -> tuple[Any, int]:
+        """A new listener connection holding the claims again, and the last position,
+        read on it (the pool's connections may be silent too). A server that drops the
+        new connection too, or does not answer, is tried again after a wait."""
         backoff = Backoff()
         while True:
+            listener = None
             try:
                 with _translated():
-                    return await _connect_listener(self.url, self._application_name)
+                    listener = await _connect_listener(self.url, self._application_name)
+                for role in self._claims:
+                    if not await self._claim_again(listener, role):
+                        raise StoreBusyError(
+                            f"the connection that held this process's claim ({role}) on "
+                            "the database dropped, and another spotsync process holds it "
+                            "now: stopping, so that only one runs"
+                        )
+                with _translated():
+                    await self._listen(listener)
+                    return listener, int(await listener.fetchval(Q["last_position"]))
             except PersistenceError as exc:
+                if listener is not None:
+                    listener.terminate()
                 delay = backoff.next()
                 if on_outage is not None:
                     on_outage(exc, delay)
                 await anyio.sleep(delay)
+            except BaseException:
+                if listener is not None:
+                    listener.terminate()
+                raise
 
     async def _listen(self, listener: Any) -> None:
         await listener.add_listener(self._channel, self._on_notify)

@@ -170,6 +170,41 @@ async def test_a_claim_whose_connection_ends_is_taken_again(schema_url: str) -> 
             tg.cancel_scope.cancel()
 
 
+async def test_a_claim_taken_back_on_a_connection_that_drops_too_is_tried_again(
+    schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server answers, then drops the new connection before the claim is taken (a
+    network that comes and goes): a wait, and another try, rather than an error."""
+    async with await open_store(schema_url) as store, await open_store(schema_url) as other:
+        assert await store.try_claim("daemon")
+        first = await _claim_holders(schema_url)
+        connections = 0
+
+        async def flapping(*args: Any, **kwargs: Any) -> Any:
+            nonlocal connections
+            connections += 1
+            conn = await _connect(*args, **kwargs)
+            if connections == 1:
+                conn.terminate()
+            return conn
+
+        monkeypatch.setattr(asyncpg, "connect", flapping)
+        outages: list[BaseException] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.keep_claims, lambda exc, delay: outages.append(exc))
+            await _end_claim_sessions(schema_url)
+
+            async def held_again() -> bool:
+                holders = await _claim_holders(schema_url)
+                return bool(holders) and holders != first
+
+            await wait_for(held_again, seconds=10, what="the claim to be taken again")
+            assert connections == 2
+            assert [type(exc) for exc in outages] == [PersistenceError]
+            assert not await other.try_claim("daemon")
+            tg.cancel_scope.cancel()
+
+
 def _gated_connect(monkeypatch: pytest.MonkeyPatch) -> anyio.Event:
     """New connections wait for the returned event: another process can act first."""
     gate = anyio.Event()
