@@ -168,6 +168,7 @@ class Daemon:
                         interval=settings.reconcile_interval,
                         stale_after=settings.reconcile_stale_after,
                         batch=settings.reconcile_batch,
+                        on_outage=_waiting_out("reconciler", metrics),
                         task_status=task_status,
                     )
                 )

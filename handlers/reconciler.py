@@ -33,6 +33,7 @@ from anyio.abc import TaskStatus
 
 from eventstore import EventStore, NewEvent
 from eventstore.envelope import format_timestamp, utcnow
+from eventstore.outages import OnOutage, store_outage
 from handlers.api import SpotDraftAPI
 from handlers.decisions import NotifySink, outstanding
 from handlers.spotdraft.errors import SpotDraftError
@@ -160,15 +161,22 @@ async def run_reconciler(
     interval: float,
     stale_after: float,
     batch: int,
+    on_outage: OnOutage | None = None,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """A pass every ``interval`` seconds until cancelled."""
+    """A pass every ``interval`` seconds until cancelled. A pass the store cannot serve
+    is told to ``on_outage`` (the next pass is the next try); any other failure is
+    logged whole, and the passes go on."""
     task_status.started()
     while True:
         try:
             report = await reconcile_once(store, client, stale_after=stale_after, batch=batch)
-        except Exception:
-            log.exception("reconciliation pass failed")
+        except Exception as exc:
+            outage = store_outage(exc)
+            if outage is not None and on_outage is not None:
+                on_outage(outage, interval)
+            else:
+                log.exception("reconciliation pass failed")
         else:
             if report.external_ids:
                 log.info("reconciled", calls=report.status_calls, nudged=report.nudged)

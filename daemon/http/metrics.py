@@ -27,7 +27,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 
 # The parts of the daemon that wait for an event store that cannot be reached.
-STORE_COMPONENTS = ("read models", "handlers", "metrics", "claim")
+STORE_COMPONENTS = ("read models", "handlers", "reconciler", "metrics", "claim")
 
 
 class Metrics:
@@ -85,7 +85,7 @@ class Metrics:
         self.store_unreachable = Counter(
             "spotsync_store_unreachable",
             "Tries to reach the event store that failed, by the part of the daemon that waits"
-            " for it (read models, handlers, metrics, claim).",
+            " for it (read models, handlers, reconciler, metrics, claim).",
             ["component"],
             registry=r,
         )

@@ -6,9 +6,11 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from eventstore import (
     AppendResult,
@@ -20,6 +22,7 @@ from eventstore import (
     outages,
 )
 from eventstore.outages import Backoff, store_outage
+from handlers.reconciler import run_reconciler
 from handlers.worker import run_handlers
 from projections.runner import CONTRACTS, run_projections, wait_for_projection
 from tests.unit.test_handlers_support import FakeSpotDraft, request, settle
@@ -162,3 +165,44 @@ def test_only_store_failures_count_as_an_outage() -> None:
     assert [backoff.next() for _ in range(5)] == [1, 2, 4, 5, 5]
     backoff.reset()
     assert backoff.next() == 1
+
+
+class _QueriesAway(_Away):
+    """Its read-model queries fail while ``away`` is above 0; ``passes`` is set once the
+    reconciler has asked often enough for several passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries = 0
+        self.passes = anyio.Event()
+
+    async def query_documents(self, collection: str, **filters: Any) -> Any:
+        self.queries += 1
+        if self.queries >= 6:
+            self.passes.set()
+        self._gone()
+        return await super().query_documents(collection, **filters)
+
+
+async def test_the_reconciler_tells_of_a_pass_the_store_could_not_serve() -> None:
+    """A pass in an outage is an outage like any other (counted, one log line), not a
+    failure logged with its traceback; the next passes go on."""
+    store = _QueriesAway()
+    store.away = 2
+    told: list[tuple[PersistenceError, float]] = []
+    with capture_logs() as logs, anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            run = functools.partial(
+                run_reconciler,
+                store,
+                FakeSpotDraft(),
+                interval=0.01,
+                stale_after=900,
+                batch=5,
+                on_outage=lambda exc, delay: told.append((exc, delay)),
+            )
+            tg.start_soon(run)
+            await store.passes.wait()
+            tg.cancel_scope.cancel()
+    assert [delay for _, delay in told] == [0.01, 0.01]
+    assert not [line for line in logs if line["event"] == "reconciliation pass failed"]
