@@ -264,6 +264,10 @@ class EventStore(abc.ABC):
         """One document, or None."""
 
     @abc.abstractmethod
+    async def get_documents(self, collection: str, keys: Sequence[str]) -> dict[str, Document]:
+        """The documents of ``keys`` that exist, by key, in one read."""
+
+    @abc.abstractmethod
     async def query_documents(
         self,
         collection: str,
@@ -281,10 +285,15 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     async def document_keys(
-        self, collection: str, *, start: str = "", stop: str | None = None
+        self,
+        collection: str,
+        *,
+        start: str = "",
+        stop: str | None = None,
+        limit: int | None = None,
     ) -> list[str]:
         """The keys of ``collection`` from ``start`` up to (not including) ``stop``, in
-        order; ``stop=None``: to the last key."""
+        order, at most ``limit``; ``stop=None``: to the last key."""
 
     @abc.abstractmethod
     async def drop_projection(self, name: str, collections: Sequence[str]) -> None:

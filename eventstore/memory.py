@@ -158,12 +158,22 @@ class MemoryEventStore(EventStore):
         doc = self._documents.get(collection, {}).get(key)
         return None if doc is None else copy.deepcopy(doc)
 
+    async def get_documents(self, collection: str, keys: Sequence[str]) -> dict[str, Document]:
+        docs = self._documents.get(collection, {})
+        return {key: copy.deepcopy(docs[key]) for key in keys if key in docs}
+
     async def document_keys(
-        self, collection: str, *, start: str = "", stop: str | None = None
+        self,
+        collection: str,
+        *,
+        start: str = "",
+        stop: str | None = None,
+        limit: int | None = None,
     ) -> list[str]:
         self._check_open()
         keys = self._documents.get(collection, {})
-        return sorted(k for k in keys if k >= start and (stop is None or k < stop))
+        found = sorted(k for k in keys if k >= start and (stop is None or k < stop))
+        return found if limit is None else found[:limit]
 
     async def query_documents(
         self,

@@ -380,13 +380,22 @@ class PostgresEventStore(EventStore):
         rows = await self._fetch(Q["get_document"], collection, key)
         return _as_document(rows[0][0]) if rows else None
 
+    async def get_documents(self, collection: str, keys: Sequence[str]) -> dict[str, Document]:
+        rows = await self._fetch(Q["get_documents"], collection, list(keys))
+        return {row[0]: _as_document(row[1]) for row in rows}
+
     async def document_keys(
-        self, collection: str, *, start: str = "", stop: str | None = None
+        self,
+        collection: str,
+        *,
+        start: str = "",
+        stop: str | None = None,
+        limit: int | None = None,
     ) -> list[str]:
         if stop is None:
-            rows = await self._fetch(Q["document_keys_to_end"], collection, start)
+            rows = await self._fetch(Q["document_keys_to_end"], collection, start, limit)
         else:
-            rows = await self._fetch(Q["document_keys"], collection, start, stop)
+            rows = await self._fetch(Q["document_keys"], collection, start, stop, limit)
         return [row[0] for row in rows]
 
     async def query_documents(

@@ -265,14 +265,29 @@ class SQLiteEventStore(EventStore):
 
         return await self._read(read)
 
+    async def get_documents(self, collection: str, keys: Sequence[str]) -> dict[str, Document]:
+        params = (collection, orjson.dumps(list(keys)).decode())
+
+        def read(db: sqlite3.Connection) -> dict[str, Document]:
+            rows = db.execute(Q["get_documents"], params)
+            return {str(key): _as_document(doc) for key, doc in rows}
+
+        return await self._read(read)
+
     async def document_keys(
-        self, collection: str, *, start: str = "", stop: str | None = None
+        self,
+        collection: str,
+        *,
+        start: str = "",
+        stop: str | None = None,
+        limit: int | None = None,
     ) -> list[str]:
-        params: tuple[str, ...]
+        params: tuple[str | int, ...]
+        most = -1 if limit is None else limit
         if stop is None:
-            query, params = Q["document_keys_to_end"], (collection, start)
+            query, params = Q["document_keys_to_end"], (collection, start, most)
         else:
-            query, params = Q["document_keys"], (collection, start, stop)
+            query, params = Q["document_keys"], (collection, start, stop, most)
 
         def read(db: sqlite3.Connection) -> list[str]:
             return [row[0] for row in db.execute(query, params)]

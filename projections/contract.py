@@ -41,6 +41,12 @@ QUIET_FOR_MAX = 7 * 24 * 3600.0
 
 # Not slotted: the fold copies and changes the instance __dict__ (``apply``), several
 # times faster than ``dataclasses.replace`` on a frozen class, which matters on long logs.
+# The top-level fields of a contract's row that the read models also keep an index of
+# (``projections.runner``): the query API's filters, and what finds parked work and the
+# sink's queue. In the order ``ContractState.indexed`` gives their values.
+INDEXED = ("status", "sync", "_parked", "_sink_pending")
+
+
 @dataclass(frozen=True)
 class ContractState:
     """What spotsync knows about one contract after a prefix of its stream."""
@@ -111,6 +117,17 @@ class ContractState:
         """Key pointers and the document are stored: only the sink is left to tell."""
         return self.key_pointers is not None and self.document is not None
 
+    @property
+    def parked(self) -> str | None:
+        """What stopped it for a person: "failed" (sync), "sink" (a delivery), or None."""
+        if self.error is not None:
+            return "failed"
+        return "sink" if self.sink_parked is not None else None
+
+    def indexed(self) -> tuple[str | None, ...]:
+        """The values of the row's ``INDEXED`` fields, as ``to_document`` writes them."""
+        return (self.status, self.sync, self.parked, "yes" if self.sink_queue else None)
+
     def to_document(self) -> dict[str, Any]:
         return {
             "external_id": self.external_id,
@@ -154,9 +171,7 @@ class ContractState:
             # text, so the sink's workers can find what is left to deliver after a restart
             "_sink_pending": "yes" if self.sink_queue else None,
             # text, so parked work can be queried: "failed", "sink" or null
-            "_parked": "failed"
-            if self.error is not None
-            else ("sink" if self.sink_parked is not None else None),
+            "_parked": self.parked,
         }
 
     @classmethod

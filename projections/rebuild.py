@@ -11,8 +11,8 @@ checkpoint stays at 0 until every range is written, then moves to the last posit
 The contract rows are written over the old ones rather than after deleting them all:
 deleting a long log's rows first took a quarter of the rebuild, before any worker could
 write (SQLite writes out every page it frees). Each batch deletes instead the old rows
-in its own span of keys that no stream of the log accounts for any more. The two small
-collections, the id map and the reconciliation candidates, are emptied first.
+in its own span of keys that no stream of the log accounts for any more. The small
+collections, the id map, the reconciliation candidates and the index, are emptied first.
 
 With ``verify`` the log is first folded into shadow collections, compared row by row
 with the live ones (both read in key order, a page at a time, so memory stays flat),
@@ -155,7 +155,7 @@ async def fold_streams(
     """Drop ``tables``, then fold every contract stream up to position ``until`` into them
     (checkpoint 0). Worker processes start while the old rows are deleted."""
     # The contract rows are overwritten and swept range by range (``fold_range``).
-    emptied = (tables.contract_ids, tables.reconcile_due)
+    emptied = (tables.contract_ids, tables.reconcile_due, tables.index)
     if workers <= 1 or store.url is None:
         await store.drop_projection(tables.name, emptied)
         done = 0

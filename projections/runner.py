@@ -1,6 +1,6 @@
 """The contract read models and the runner that keeps them up to date.
 
-Three collections, written with the projection's checkpoint in one ``commit_projection``:
+Four collections, written with the projection's checkpoint in one ``commit_projection``:
 
 - ``contracts``: key external_id → the contract's document (SPEC section 5, plus ``_`` keys);
 - ``contract_ids``: key ``str(contract_id)`` → ``{"external_id": ...}``, for webhooks that
@@ -9,7 +9,11 @@ Three collections, written with the projection's checkpoint in one ``commit_proj
   contract that is neither final nor failed; the time is when it was last heard from,
   moved later by the wait a quiet status answer asked for (``due_key``). Keys sort by
   time, so the reconciler reads the most overdue first and stops at the first one that
-  is not overdue yet.
+  is not overdue yet;
+- ``contract_index``: key ``"{field}|{value}|{external_id}"`` → ``{}`` for each of a
+  contract's ``INDEXED`` fields that has a value (``index_key``). A filter on one of them
+  reads the keys of one value, in external id order (``indexed_ids``), rather than
+  every contract's row.
 
 The runner reads the log a page at a time and commits one batch per page, so catching
 up a long log costs one transaction per few hundred events; reading the next page,
@@ -34,7 +38,7 @@ from anyio.abc import TaskStatus
 from eventstore import Document, DocumentWrite, EventStore, RecordedEvent
 from eventstore.envelope import format_timestamp, parse_timestamp
 from eventstore.outages import Backoff, OnOutage, store_outage
-from projections.contract import ContractState, apply
+from projections.contract import INDEXED, ContractState, apply
 from projections.events import external_id_of
 from projections.longruns import one_failure
 
@@ -42,6 +46,7 @@ PROJECTION = "contracts"
 CONTRACTS = "contracts"
 CONTRACT_IDS = "contract_ids"
 RECONCILE_DUE = "reconcile_due"
+CONTRACT_INDEX = "contract_index"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +57,53 @@ class Tables:
     contracts: str
     contract_ids: str
     reconcile_due: str
+    index: str
 
     @property
-    def collections(self) -> tuple[str, str, str]:
-        return (self.contracts, self.contract_ids, self.reconcile_due)
+    def collections(self) -> tuple[str, str, str, str]:
+        return (self.contracts, self.contract_ids, self.reconcile_due, self.index)
 
 
-LIVE = Tables(PROJECTION, CONTRACTS, CONTRACT_IDS, RECONCILE_DUE)
+LIVE = Tables(PROJECTION, CONTRACTS, CONTRACT_IDS, RECONCILE_DUE, CONTRACT_INDEX)
 # A rebuild with --verify builds here first, to compare with the live copy.
 SHADOW = Tables(
-    "contracts-rebuild", "contracts-rebuild", "contract_ids-rebuild", "reconcile_due-rebuild"
+    "contracts-rebuild",
+    "contracts-rebuild",
+    "contract_ids-rebuild",
+    "reconcile_due-rebuild",
+    "contract_index-rebuild",
 )
+
+
+def index_key(field: str, value: str, external_id: str) -> str:
+    """A contract's key in ``contract_index`` for ``field`` = ``value``. The keys of one
+    value start with ``"{field}|{value}|"`` and sort by external id. (A status SpotDraft
+    made up could hold ``|`` and share a prefix: readers check the rows they find.)"""
+    return f"{field}|{value}|{external_id}"
+
+
+async def indexed_ids(
+    store: EventStore,
+    field: str,
+    value: str,
+    *,
+    after: str | None = None,
+    limit: int | None = None,
+    tables: Tables = LIVE,
+) -> list[str]:
+    """The external ids of the contracts whose ``field`` is ``value``, in order, after
+    ``after`` (keyset pagination), at most ``limit``."""
+    prefix = index_key(field, value, "")
+    start = prefix if after is None else prefix + after
+    stop = prefix[:-1] + chr(ord("|") + 1)  # the first key past every one of the prefix
+    extra = 0 if after is None else 1  # ``after`` itself, when it matches
+    keys = await store.document_keys(
+        tables.index, start=start, stop=stop, limit=None if limit is None else limit + extra
+    )
+    ids = [key[len(prefix) :] for key in keys]
+    if after is not None and ids and ids[0] == after:
+        ids = ids[1:]
+    return ids if limit is None else ids[:limit]
 
 
 # The shape of the rows. Raise it with any change to the fold or to the rows that makes
@@ -71,8 +112,8 @@ SHADOW = Tables(
 # 1: rows written before the shape was recorded; 2: quiet status answers (``_quiet_for``);
 # 3: sink milestones held behind a parked one (``_sink_held``); 4: milestones queued for
 # the sink's workers (``_sink_queue``, ``_sink_pending``); 5: a retry queues the parked
-# milestones again ahead of those queued after them.
-SHAPE = 5
+# milestones again ahead of those queued after them; 6: ``contract_index``.
+SHAPE = 6
 SHAPES = "projection_shapes"  # projection name -> {"shape": n}
 
 
@@ -96,18 +137,17 @@ async def stored_shape(store: EventStore, tables: Tables = LIVE) -> int | None:
 
 
 async def contracts_where(store: EventStore, field: str, value: str) -> list[tuple[str, Document]]:
-    """Every live contract row whose text ``field`` is ``value``, in external id order,
-    read a page at a time."""
+    """Every live contract row whose ``INDEXED`` ``field`` is ``value``, in external id
+    order: found through ``contract_index``, so the cost is that of the rows found."""
+    if field not in INDEXED:
+        raise ValueError(f"{field} is not an indexed field of the contract rows")
     found: list[tuple[str, Document]] = []
-    after: str | None = None
-    while True:
-        rows = await store.query_documents(
-            CONTRACTS, equals={field: value}, after_key=after, limit=500
-        )
-        found.extend(rows)
-        if len(rows) < 500:
-            return found
-        after = rows[-1][0]
+    ids = await indexed_ids(store, field, value)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        docs = await store.get_documents(CONTRACTS, chunk)
+        found += [(i, docs[i]) for i in chunk if i in docs and docs[i].get(field) == value]
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +288,14 @@ def state_writes(
                 "retry_at": retry_at(after),
             }
             writes.append(DocumentWrite(t.reconcile_due, new, doc))
+    values = after.indexed()
+    olds = (None,) * len(INDEXED) if before is None else before.indexed()
+    for field, was, now in zip(INDEXED, olds, values, strict=True):
+        if was != now:
+            if was is not None:
+                writes.append(DocumentWrite(t.index, index_key(field, was, external_id), None))
+            if now is not None:
+                writes.append(DocumentWrite(t.index, index_key(field, now, external_id), {}))
     return writes
 
 

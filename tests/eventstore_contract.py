@@ -448,6 +448,11 @@ class EventStoreContract:
         assert await store.document_keys("c", start="a-1", stop="b\u00e9") == ["a-1", "b"]
         assert await store.document_keys("c", start="b-") == ["b\u00e9", "c"]
         assert await store.document_keys("c", stop="a") == []
+        assert await store.document_keys("c", start="a-1", limit=2) == ["a-1", "b"]
+        found = await store.get_documents("c", ["b\u00e9", "missing", "a"])
+        assert found == {"b\u00e9": {"n": "b\u00e9"}, "a": {"n": "a"}}
+        assert await store.get_documents("c", []) == {}
+        assert await store.document_keys("c", start="a", stop="c", limit=0) == []
         assert await store.document_keys("missing") == []
 
     async def test_drop_projection_forgets_documents_and_checkpoint(

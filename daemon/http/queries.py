@@ -19,6 +19,7 @@ from daemon.http.validation import is_valid_external_id
 from eventstore import EventStore, RecordedEvent
 from eventstore.envelope import format_timestamp, parse_timestamp
 from projections.events import EventType, contract_stream
+from projections.runner import indexed_ids
 from projections.timeline import summarize
 
 STATUSES = ("DRAFT", "REDLINING", "SIGN", "EXECUTED", "ON_HOLD", "VOIDED")
@@ -127,14 +128,41 @@ async def list_contracts(request: Request) -> Response:
     cursor = params.get("cursor")
     after = decode_cursor(cursor) if cursor else None
     store: EventStore = request.app.state.store
-    rows = await store.query_documents(
-        CONTRACTS, equals=equals, at_least=at_least, after_key=after, limit=limit + 1
-    )
+    if equals and not at_least:
+        rows = await _indexed_rows(store, equals, after, limit + 1)
+    else:
+        rows = await store.query_documents(
+            CONTRACTS, equals=equals, at_least=at_least, after_key=after, limit=limit + 1
+        )
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1][0]) if len(rows) > limit else None
     return ORJSONResponse(
         {"contracts": [public_view(doc) for _, doc in page], "next_cursor": next_cursor}
     )
+
+
+async def _indexed_rows(
+    store: EventStore, equals: dict[str, str], after: str | None, want: int
+) -> list[tuple[str, dict[str, Any]]]:
+    """Up to ``want`` rows matching ``equals``, after ``after``, in external id order:
+    the ids come from the index of one of the fields (``sync`` first: its values are
+    fewer and rarer), so a filter that matches few rows reads few rows, however many
+    contracts there are."""
+    field = "sync" if "sync" in equals else next(iter(equals))
+    rows: list[tuple[str, dict[str, Any]]] = []
+    while len(rows) < want:
+        ids = await indexed_ids(store, field, equals[field], after=after, limit=want)
+        docs = await store.get_documents(CONTRACTS, ids)
+        for external_id in ids:
+            doc = docs.get(external_id)
+            if doc is not None and all(doc.get(k) == v for k, v in equals.items()):
+                rows.append((external_id, doc))
+                if len(rows) == want:
+                    break
+        if len(ids) < want:
+            break
+        after = ids[-1]
+    return rows
 
 
 async def contract_events(request: Request) -> Response:

@@ -11,6 +11,7 @@ import pytest
 
 from daemon.http import create_app
 from eventstore import DocumentWrite, MemoryEventStore, NewEvent
+from projections.runner import CONTRACT_INDEX, index_key
 
 TOKEN = "query-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -54,7 +55,13 @@ async def client(store: MemoryEventStore) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def project(store: MemoryEventStore, *docs: dict[str, Any]) -> None:
+    """The rows, and their index rows, as the projection writes them."""
     writes = [DocumentWrite("contracts", d["external_id"], d) for d in docs]
+    writes += [
+        DocumentWrite(CONTRACT_INDEX, index_key(field, d[field], d["external_id"]), {})
+        for d in docs
+        for field in ("status", "sync")
+    ]
     await store.commit_projection("test", 1, writes)
 
 

@@ -130,12 +130,17 @@ DELETE FROM documents WHERE collection = $1;
 -- name: get_document
 SELECT doc::text FROM documents WHERE collection = $1 AND key = $2;
 
+-- name: get_documents
+SELECT key, doc::text FROM documents WHERE collection = $1 AND key = ANY($2::text[]);
+
 -- name: document_keys
--- The keys of collection $1 from $2 up to (not including) $3: a range of the primary key.
-SELECT key FROM documents WHERE collection = $1 AND key >= $2 AND key < $3 ORDER BY key;
+-- The keys of collection $1 from $2 up to (not including) $3, at most $4 (null: all): a
+-- range of the primary key.
+SELECT key FROM documents WHERE collection = $1 AND key >= $2 AND key < $3 ORDER BY key
+LIMIT $4;
 
 -- name: document_keys_to_end
-SELECT key FROM documents WHERE collection = $1 AND key >= $2 ORDER BY key;
+SELECT key FROM documents WHERE collection = $1 AND key >= $2 ORDER BY key LIMIT $3;
 
 -- name: query_documents
 -- Filters come as parallel arrays (field names and values), so the text never changes.

@@ -85,12 +85,19 @@ DELETE FROM documents WHERE collection = ?;
 -- name: get_document
 SELECT doc FROM documents WHERE collection = ? AND key = ?;
 
+-- name: get_documents
+-- The documents of collection ?1 whose keys are in the JSON array ?2.
+SELECT key, doc FROM documents
+WHERE collection = ?1 AND key IN (SELECT value FROM json_each(?2));
+
 -- name: document_keys
--- The keys of collection ?1 from ?2 up to (not including) ?3: a range of the primary key.
-SELECT key FROM documents WHERE collection = ?1 AND key >= ?2 AND key < ?3 ORDER BY key;
+-- The keys of collection ?1 from ?2 up to (not including) ?3, at most ?4 (-1: all): a
+-- range of the primary key.
+SELECT key FROM documents WHERE collection = ?1 AND key >= ?2 AND key < ?3 ORDER BY key
+LIMIT ?4;
 
 -- name: document_keys_to_end
-SELECT key FROM documents WHERE collection = ?1 AND key >= ?2 ORDER BY key;
+SELECT key FROM documents WHERE collection = ?1 AND key >= ?2 ORDER BY key LIMIT ?3;
 
 -- name: query_documents
 -- Filters come as JSON objects {field: value}, so the text never changes.
