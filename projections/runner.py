@@ -114,6 +114,7 @@ async def indexed_ids(
 # the sink's workers (``_sink_queue``, ``_sink_pending``); 5: a retry queues the parked
 # milestones again ahead of those queued after them; 6: ``contract_index``.
 SHAPE = 6
+INDEX_SHAPE = 6  # the first shape whose read models have ``contract_index``
 SHAPES = "projection_shapes"  # projection name -> {"shape": n}
 
 
@@ -136,12 +137,31 @@ async def stored_shape(store: EventStore, tables: Tables = LIVE) -> int | None:
     return None if await store.load_checkpoint(tables.name) == 0 else 1
 
 
+_PAGE = 500
+
+
+async def _page(
+    store: EventStore, field: str, value: str, after: str | None
+) -> list[tuple[str, Document]]:
+    return await store.query_documents(
+        CONTRACTS, equals={field: value}, after_key=after, limit=_PAGE
+    )
+
+
 async def contracts_where(store: EventStore, field: str, value: str) -> list[tuple[str, Document]]:
     """Every live contract row whose ``INDEXED`` ``field`` is ``value``, in external id
     order: found through ``contract_index``, so the cost is that of the rows found."""
     if field not in INDEXED:
         raise ValueError(f"{field} is not an indexed field of the contract rows")
     found: list[tuple[str, Document]] = []
+    if (await stored_shape(store) or SHAPE) < INDEX_SHAPE:
+        # Rows an older spotsync wrote, with no index yet (``run`` rebuilds them): read
+        # them all, a page at a time.
+        after: str | None = None
+        while len(rows := await _page(store, field, value, after)) == _PAGE:
+            found += rows
+            after = rows[-1][0]
+        return found + rows
     ids = await indexed_ids(store, field, value)
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
