@@ -140,14 +140,6 @@ async def stored_shape(store: EventStore, tables: Tables = LIVE) -> int | None:
 _PAGE = 500
 
 
-async def _page(
-    store: EventStore, field: str, value: str, after: str | None
-) -> list[tuple[str, Document]]:
-    return await store.query_documents(
-        CONTRACTS, equals={field: value}, after_key=after, limit=_PAGE
-    )
-
-
 async def contracts_where(store: EventStore, field: str, value: str) -> list[tuple[str, Document]]:
     """Every live contract row whose ``INDEXED`` ``field`` is ``value``, in external id
     order: found through ``contract_index``, so the cost is that of the rows found."""
@@ -158,13 +150,17 @@ async def contracts_where(store: EventStore, field: str, value: str) -> list[tup
         # Rows an older spotsync wrote, with no index yet (``run`` rebuilds them): read
         # them all, a page at a time.
         after: str | None = None
-        while len(rows := await _page(store, field, value, after)) == _PAGE:
-            found += rows
+        while True:
+            rows = await store.query_documents(
+                CONTRACTS, equals={field: value}, after_key=after, limit=_PAGE
+            )
+            found.extend(rows)
+            if len(rows) < _PAGE:
+                return found
             after = rows[-1][0]
-        return found + rows
     ids = await indexed_ids(store, field, value)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    for start in range(0, len(ids), _PAGE):
+        chunk = ids[start : start + _PAGE]
         docs = await store.get_documents(CONTRACTS, chunk)
         found += [(i, docs[i]) for i in chunk if i in docs and docs[i].get(field) == value]
     return found
