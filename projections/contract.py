@@ -42,9 +42,10 @@ QUIET_FOR_MAX = 7 * 24 * 3600.0
 # Not slotted: the fold copies and changes the instance __dict__ (``apply``), several
 # times faster than ``dataclasses.replace`` on a frozen class, which matters on long logs.
 # The top-level fields of a contract's row that the read models also keep an index of
-# (``projections.runner``): the query API's filters, and what finds parked work and the
-# sink's queue. In the order ``ContractState.indexed`` gives their values.
-INDEXED = ("status", "sync", "_parked", "_sink_pending")
+# (``projections.runner``): the query API's filters (``updated_at`` for ``updated_since``:
+# its keys sort by time), and what finds parked work and the sink's queue. In the order
+# ``ContractState.indexed`` gives their values.
+INDEXED = ("status", "sync", "_parked", "_sink_pending", "updated_at")
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,8 @@ class ContractState:
 
     def indexed(self) -> tuple[str | None, ...]:
         """The values of the row's ``INDEXED`` fields, as ``to_document`` writes them."""
-        return (self.status, self.sync, self.parked, "yes" if self.sink_queue else None)
+        pending = "yes" if self.sink_queue else None
+        return (self.status, self.sync, self.parked, pending, self.updated_at)
 
     def to_document(self) -> dict[str, Any]:
         return {

@@ -13,7 +13,8 @@ Four collections, written with the projection's checkpoint in one ``commit_proje
 - ``contract_index``: key ``"{field}|{value}|{external_id}"`` → ``{}`` for each of a
   contract's ``INDEXED`` fields that has a value (``index_key``). A filter on one of them
   reads the keys of one value, in external id order (``indexed_ids``), rather than
-  every contract's row.
+  every contract's row; the keys of ``updated_at`` sort by time, so the contracts
+  changed since a moment are the keys from it on (``updated_since``).
 
 The runner reads the log a page at a time and commits one batch per page, so catching
 up a long log costs one transaction per few hundred events; reading the next page,
@@ -106,14 +107,31 @@ async def indexed_ids(
     return ids if limit is None else ids[:limit]
 
 
+async def updated_since(
+    store: EventStore, since: str, *, limit: int | None = None, tables: Tables = LIVE
+) -> list[str]:
+    """The external ids of the contracts whose ``updated_at`` is ``since`` or later (both
+    as the rows write times, which sort as they follow each other), least recent first,
+    at most ``limit``."""
+    field = "updated_at"
+    keys = await store.document_keys(
+        tables.index,
+        start=f"{field}|{since}",
+        stop=f"{field}{chr(ord('|') + 1)}",
+        limit=limit,
+    )
+    return [key.split("|", 2)[2] for key in keys]
+
+
 # The shape of the rows. Raise it with any change to the fold or to the rows that makes
 # rows written before differ from a fold of the same log today: ``spotsync run`` then
 # rebuilds the read models before it serves (``projections.rebuild.rebuild_if_outdated``).
 # 1: rows written before the shape was recorded; 2: quiet status answers (``_quiet_for``);
 # 3: sink milestones held behind a parked one (``_sink_held``); 4: milestones queued for
 # the sink's workers (``_sink_queue``, ``_sink_pending``); 5: a retry queues the parked
-# milestones again ahead of those queued after them; 6: ``contract_index``.
-SHAPE = 6
+# milestones again ahead of those queued after them; 6: ``contract_index``; 7: the time of
+# each contract's last change in ``contract_index`` (``updated_since``).
+SHAPE = 7
 INDEX_SHAPE = 6  # the first shape whose read models have ``contract_index``
 SHAPES = "projection_shapes"  # projection name -> {"shape": n}
 

@@ -19,12 +19,16 @@ from daemon.http.validation import is_valid_external_id
 from eventstore import EventStore, RecordedEvent
 from eventstore.envelope import format_timestamp, parse_timestamp
 from projections.events import EventType, contract_stream
-from projections.runner import indexed_ids
+from projections.runner import indexed_ids, updated_since
 from projections.timeline import summarize
 
 STATUSES = ("DRAFT", "REDLINING", "SIGN", "EXECUTED", "ON_HOLD", "VOIDED")
 SYNC_PHASES = ("pending", "created", "sent", "executed", "synced", "voided", "failed")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 500
+# ``updated_since`` reads the contracts changed since then through the index when they
+# are at most this many (a poll for what changed since the last one); past it, many
+# contracts match, and reading the rows in external id order stops sooner.
+CHANGED_AT_MOST = 10_000
 
 _NOT_FOUND = "no contract has this external id"
 CURSOR_ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
@@ -128,9 +132,12 @@ async def list_contracts(request: Request) -> Response:
     cursor = params.get("cursor")
     after = decode_cursor(cursor) if cursor else None
     store: EventStore = request.app.state.store
-    if equals and not at_least:
+    rows: list[tuple[str, dict[str, Any]]] | None = None
+    if since is not None:
+        rows = await _changed_rows(store, at_least["updated_at"], equals, after, limit + 1)
+    elif equals:
         rows = await _indexed_rows(store, equals, after, limit + 1)
-    else:
+    if rows is None:
         rows = await store.query_documents(
             CONTRACTS, equals=equals, at_least=at_least, after_key=after, limit=limit + 1
         )
@@ -162,6 +169,30 @@ async def _indexed_rows(
         if len(ids) < want:
             break
         after = ids[-1]
+    return rows
+
+
+async def _changed_rows(
+    store: EventStore, since: str, equals: dict[str, str], after: str | None, want: int
+) -> list[tuple[str, dict[str, Any]]] | None:
+    """Up to ``want`` rows updated at ``since`` or later and matching ``equals``, after
+    ``after``, in external id order, found through the index of update times; None when
+    more than ``CHANGED_AT_MOST`` contracts changed since then."""
+    changed = await updated_since(store, since, limit=CHANGED_AT_MOST + 1)
+    if len(changed) > CHANGED_AT_MOST:
+        return None
+    ids = sorted(i for i in changed if after is None or i > after)
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for start in range(0, len(ids), want):
+        chunk = ids[start : start + want]
+        docs = await store.get_documents(CONTRACTS, chunk)
+        for external_id in chunk:
+            doc = docs.get(external_id)
+            # The row is read after its key: it may have changed since, never to earlier.
+            if doc is not None and all(doc.get(k) == v for k, v in equals.items()):
+                rows.append((external_id, doc))
+                if len(rows) == want:
+                    return rows
     return rows
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from daemon.http import create_app
+from daemon.http import create_app, queries
+from daemon.http.queries import CHANGED_AT_MOST
 from eventstore import DocumentWrite, MemoryEventStore, NewEvent
 from projections.runner import CONTRACT_INDEX, index_key
 
@@ -60,7 +61,7 @@ async def project(store: MemoryEventStore, *docs: dict[str, Any]) -> None:
     writes += [
         DocumentWrite(CONTRACT_INDEX, index_key(field, d[field], d["external_id"]), {})
         for d in docs
-        for field in ("status", "sync")
+        for field in ("status", "sync", "updated_at")
     ]
     await store.commit_projection("test", 1, writes)
 
@@ -147,6 +148,50 @@ async def test_list_filters_by_status_sync_and_updated_since(
     assert await ids("?updated_since=2026-11-21T00:00:00Z") == ["b", "c"]
     assert await ids("?updated_since=2026-11-23T02:00:00%2B02:00") == ["c"]
     assert await ids("?status=EXECUTED&updated_since=2026-11-21") == ["c"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("changed_at_most", [CHANGED_AT_MOST, 4])
+async def test_a_poll_for_what_changed_pages_through_exactly_the_changed_contracts(
+    client: httpx.AsyncClient,
+    store: MemoryEventStore,
+    monkeypatch: pytest.MonkeyPatch,
+    changed_at_most: int,
+) -> None:
+    """updated_since, alone or with a filter, pages in external id order through the
+    contracts changed from then on, whether they are found through the index of update
+    times (few changed) or by reading the rows (more than CHANGED_AT_MOST)."""
+    monkeypatch.setattr(queries, "CHANGED_AT_MOST", changed_at_most)
+    docs = [
+        projection(
+            f"k{(n * 7) % 30:02}",  # ids in another order than their times
+            "EXECUTED" if n % 3 else "SIGN",
+            "synced" if n % 3 else "sent",
+            f"2026-11-24T10:{n:02}:00.000000Z",
+        )
+        for n in range(30)
+    ]
+    await project(store, *docs)
+
+    async def pages(query: str) -> list[str]:
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            response = await client.get(
+                "/v1/contracts" + query + "&limit=3" + (f"&cursor={cursor}" if cursor else "")
+            )
+            assert response.status_code == 200
+            seen += [c["external_id"] for c in response.json()["contracts"]]
+            cursor = response.json()["next_cursor"]
+            if cursor is None:
+                return seen
+
+    for minute in (0, 21, 25, 29, 30):
+        since = f"2026-11-24T10:{minute:02}:00Z"
+        changed = [d for d in docs if d["updated_at"] >= since.replace("Z", ".000000Z")]
+        assert await pages(f"?updated_since={since}") == sorted(d["external_id"] for d in changed)
+        signing = sorted(d["external_id"] for d in changed if d["status"] == "SIGN")
+        assert await pages(f"?updated_since={since}&status=SIGN") == signing
 
 
 @pytest.mark.anyio

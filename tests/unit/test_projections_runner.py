@@ -4,7 +4,8 @@ where a save must really wait for the writer)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -18,6 +19,7 @@ from eventstore import (
     PersistenceError,
     open_store,
 )
+from eventstore.envelope import format_timestamp
 from projections.events import EventType, contract_stream
 from projections.rebuild import rebuild, rebuild_if_outdated
 from projections.runner import (
@@ -34,6 +36,7 @@ from projections.runner import (
     run_projections,
     shape_write,
     stored_shape,
+    updated_since,
     wait_for_projection,
 )
 from tests.unit.test_projections_support import REQUEST
@@ -279,3 +282,31 @@ async def test_rows_an_older_spotsync_wrote_are_still_found_before_their_rebuild
     assert await contracts_where(store, "_parked", "failed") == [("deal-1", row)]
     await store.commit_projection(PROJECTION, 3, [shape_write()])
     assert await contracts_where(store, "_parked", "failed") == []  # the index says none
+
+
+async def test_the_index_of_update_times_lists_each_contract_once_at_its_last_change() -> None:
+    """``updated_since`` (the list API's ``updated_since`` filter) finds the contracts
+    changed from a moment on, least recent first, each at its latest change only."""
+    store = MemoryEventStore()
+    t1, t2, t3 = (datetime(2026, 11, 24, 10, minute, tzinfo=UTC) for minute in (0, 1, 2))
+
+    async def event(external_id: str, kind: str, data: dict[str, object], at: datetime) -> None:
+        new = NewEvent(kind, {"external_id": external_id, **data}, "intake", recorded_at=at)
+        await store.append(contract_stream(external_id), [new], expected_version=None)
+
+    await event("deal-1", EventType.CONTRACT_REQUESTED, {"request": REQUEST, "send": None}, t1)
+    await event("deal-2", EventType.CONTRACT_REQUESTED, {"request": REQUEST, "send": None}, t2)
+    await catch_up(store, ContractProjection(store))
+    await event("deal-1", EventType.CONTRACT_CREATE_INTENDED, {}, t3)
+    await catch_up(store, ContractProjection(store))
+
+    def since(moment: datetime) -> Awaitable[list[str]]:
+        return updated_since(store, format_timestamp(moment))
+
+    assert await since(t1) == ["deal-2", "deal-1"]  # deal-1's change at t1 is not kept
+    assert await since(t3) == ["deal-1"]
+    assert await since(t3 + timedelta(microseconds=1)) == []
+    assert await updated_since(store, format_timestamp(t1), limit=1) == ["deal-2"]
+    report = await rebuild(store, verify=True)
+    assert report.difference_count == 0, [d.describe() for d in report.differences]
+    assert await since(t1) == ["deal-2", "deal-1"]
