@@ -5,7 +5,8 @@ The JSON form is also the JSONL export format, one envelope a line.
 
 from __future__ import annotations
 
-import uuid
+import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,7 +18,17 @@ Source = Literal["webhook", "api", "intake", "reconciler", "operator", "sink", "
 
 
 def new_event_id() -> str:
-    return str(uuid.uuid4())
+    """A UUIDv7 (RFC 9562): the Unix time in milliseconds, then random bits.
+
+    Ids made close in time sort close together, so the stores' unique index of event
+    ids grows at one end, as the log does. A random (v4) id lands on a random page of
+    that index: on a log of a million events, appends ran less than half as fast.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # variant: RFC 9562
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)

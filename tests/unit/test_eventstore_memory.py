@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import pytest
 
 from eventstore import EventStore, MemoryEventStore
+from eventstore.envelope import new_event_id
 from tests.eventstore_contract import EventStoreContract, StoreFactory
 
 
@@ -41,3 +45,21 @@ class TestEventStoreDefaults(EventStoreContract):
             return shared
 
         return open_
+
+
+def test_event_ids_are_uuid7_ordered_by_the_millisecond_they_were_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """New event ids are RFC 9562 version 7: those made in a later millisecond sort after,
+    so the stores' index of ids grows at one end; within one, they still differ."""
+    moments = iter([1_795_000_000_000_000_000 + n * 1_000_000 for n in (0, 0, 1, 2)])
+    monkeypatch.setattr(time, "time_ns", lambda: next(moments))
+    ids = [new_event_id() for _ in range(4)]
+    parsed = [uuid.UUID(i) for i in ids]
+    assert [u.version for u in parsed] == [7] * 4
+    assert all(u.variant == uuid.RFC_4122 for u in parsed)
+    assert [str(u) for u in parsed] == ids  # the canonical text form
+    assert [u.int >> 80 for u in parsed] == [1_795_000_000_000 + n for n in (0, 0, 1, 2)]
+    assert ids[0] != ids[1]
+    assert ids[0] < ids[2]
+    assert ids[1] < ids[2] < ids[3]
