@@ -20,7 +20,12 @@ import anyio
 import orjson
 
 from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp
-from eventstore.errors import PersistenceError
+from eventstore.errors import (
+    ConcurrencyError,
+    EventIdConflictError,
+    EventStoreError,
+    PersistenceError,
+)
 from eventstore.outages import Backoff, OnOutage
 
 Document = dict[str, Any]
@@ -47,6 +52,11 @@ class AppendResult:
     def version(self) -> int:
         """The stream's version after the last event of the batch."""
         return self.events[-1].version
+
+
+# One append of ``append_batch``: (stream, events, expected_version), and what came of it.
+Appending = tuple[str, Sequence[NewEvent], int | None]
+AppendOutcome = AppendResult | EventStoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +113,33 @@ class EventStore(abc.ABC):
         ``duplicate=True``; a batch mixing stored and new ids raises
         ``EventIdConflictError``. Returns only once the events are durable.
         """
+
+    async def append_batch(self, appends: Sequence[Appending]) -> list[AppendOutcome]:
+        """Each ``(stream, events, expected_version)`` appended as ``append`` would, placed
+        in the order given; returns each one's result, or the ``ConcurrencyError`` or
+        ``EventIdConflictError`` that refused it alone (the others are stored all the
+        same). For loading many appends at once (``spotsync import``): a backend commits
+        them together, here through its group commit, the SQLite one as a single job.
+        """
+        if any(not events for _, events, _ in appends):
+            raise ValueError("append needs at least one event")
+        outcomes: list[AppendOutcome | None] = [None] * len(appends)
+
+        async def one(i: int, append: Appending) -> None:
+            stream, events, expected = append
+            try:
+                outcomes[i] = await self.append(stream, events, expected_version=expected)
+            except (ConcurrencyError, EventIdConflictError) as exc:
+                outcomes[i] = exc
+
+        # Started in order, the appends queue for the group commit in order.
+        try:
+            async with anyio.create_task_group() as tg:
+                for i, append in enumerate(appends):
+                    tg.start_soon(one, i, append)
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the store's own error, as append raises it
+        return [outcome for outcome in outcomes if outcome is not None]
 
     @abc.abstractmethod
     async def read_stream(self, stream: str, *, from_version: int = 1) -> list[RecordedEvent]:

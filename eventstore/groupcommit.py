@@ -92,6 +92,14 @@ class Append:
         )
 
 
+@dataclass(slots=True)
+class AppendBatch:
+    """Many appends as one job (``append_batch``). Each is a job of its own that is never
+    queued: the writer plans and stores it with the others, and sets its outcome."""
+
+    jobs: list[Job[Planned]]
+
+
 class Batch:
     """What one group commit knows: looked up once for all its appends, then kept current."""
 

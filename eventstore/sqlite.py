@@ -26,6 +26,8 @@ import anyio
 import orjson
 
 from eventstore.base import (
+    Appending,
+    AppendOutcome,
     AppendResult,
     Document,
     DocumentWrite,
@@ -38,7 +40,7 @@ from eventstore.base import (
 )
 from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp, utcnow
 from eventstore.errors import EventStoreError, PersistenceError
-from eventstore.groupcommit import Append, GroupCommit, Job, Planned
+from eventstore.groupcommit import Append, AppendBatch, GroupCommit, Job, Planned
 from eventstore.migrations import pending, sqlite_statements
 from eventstore.sqlite_commit import (
     Head,
@@ -114,6 +116,20 @@ class SQLiteEventStore(EventStore):
         # Job[Planned](...) would cost typing's generic-alias call on every append.
         job: Job[Planned] = Job(append)
         return append.result(await self._write(job))
+
+    async def append_batch(self, appends: Sequence[Appending]) -> list[AppendOutcome]:
+        if any(not events for _, events, _ in appends):
+            raise ValueError("append needs at least one event")
+        jobs: list[Job[Planned]] = [Job(Append.of(*append)) for append in appends]
+        batch: Job[None] = Job(AppendBatch(jobs))
+        await self._write(batch)
+        outcomes: list[AppendOutcome] = []
+        for job in jobs:
+            if isinstance(job.error, EventStoreError):
+                outcomes.append(job.error)
+            else:
+                outcomes.append(job.payload.result(job.outcome()))
+        return outcomes
 
     async def read_stream(self, stream: str, *, from_version: int = 1) -> list[RecordedEvent]:
         def read(db: sqlite3.Connection) -> list[RecordedEvent]:

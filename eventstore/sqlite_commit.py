@@ -30,7 +30,7 @@ import orjson
 
 from eventstore.envelope import RecordedEvent, parse_timestamp
 from eventstore.errors import AppendOnlyError, EventStoreError, PersistenceError
-from eventstore.groupcommit import Append, Batch, Job, Planned, Row, plan_append
+from eventstore.groupcommit import Append, AppendBatch, Batch, Job, Planned, Row, plan_append
 from eventstore.migrations import queries
 
 Q = queries("sqlite")
@@ -77,9 +77,15 @@ def commit(jobs: list[Job[Any]], head: Head, db: sqlite3.Connection) -> int:
 
     Returns the last position of the log after the commit (0 when no append said).
     """
-    appending = [job for job in jobs if isinstance(job.payload, Append)]
+    appending: list[Job[Any]] = []
+    for job in jobs:
+        if isinstance(job.payload, Append):
+            appending.append(job)
+        elif isinstance(job.payload, AppendBatch):
+            appending.extend(job.payload.jobs)
+    only_appends = all(isinstance(job.payload, Append | AppendBatch) for job in jobs)
     planned = _plan_from_memory(head, appending)
-    if planned and len(appending) == len(jobs) and len(planned[0].rows) <= _ROWS_PER_INSERT:
+    if planned and only_appends and len(planned[0].rows) <= _ROWS_PER_INSERT:
         # One statement outside a transaction is a transaction of its own, durable when
         # the statement returns: the whole commit costs this thread one wait for the GIL.
         try:
@@ -102,7 +108,7 @@ def commit(jobs: list[Job[Any]], head: Head, db: sqlite3.Connection) -> int:
                 db.execute("BEGIN IMMEDIATE")
         batch = planned[0] if planned else _from_database(db, appending) if appending else None
         for job in jobs:
-            if not isinstance(job.payload, Append):
+            if not isinstance(job.payload, Append | AppendBatch):
                 db.execute("SAVEPOINT job")
                 try:
                     job.result = job.payload(db)

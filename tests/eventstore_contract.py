@@ -184,6 +184,45 @@ class EventStoreContract:
             await store.append("s", [stored, event(2)], expected_version=None)
         assert await store.last_position() == 1
 
+    async def test_append_batch_places_each_append_in_order_and_refuses_them_alone(
+        self, store: EventStore
+    ) -> None:
+        """Many appends at once (an import): placed in the order given, each refused on
+        its own (a wrong version, ids mixing stored and new), each stored one's ids a
+        no-op, and the rest stored all the same."""
+        stored = event("stored")
+        await store.append("s-old", [stored], expected_version=0)
+        appends: list[tuple[str, list[NewEvent], int | None]] = []
+        for n in range(150):  # more rows than one SQLite statement takes
+            appends.append((f"s-{n % 7}", [event(n)], None))
+        appends += [
+            ("s-0", [event("next")], 22),  # s-0's 22 appends above: its version 22
+            ("s-old", [event("late")], 0),  # the stream is at version 1
+            ("s-x", [stored, event("new")], None),  # one stored id, one new
+            ("s-elsewhere", [stored], 5),  # only the stored id: a duplicate, not refused
+            ("s-0", [event("after"), event("after2")], 23),
+        ]
+        outcomes = await store.append_batch(appends)
+        assert len(outcomes) == len(appends)
+        *placed, next_, late, mixed, duplicate, after = outcomes
+        assert isinstance(late, ConcurrencyError)
+        assert isinstance(mixed, EventIdConflictError)
+        assert isinstance(duplicate, AppendResult)
+        assert duplicate.duplicate
+        assert duplicate.position == 1
+        assert all(isinstance(o, AppendResult) for o in (*placed, next_, after))
+        results = [o for o in (*placed, next_, after) if isinstance(o, AppendResult)]
+        assert [r.events[0].position for r in results] == [*range(2, 153), 153]
+        assert [r.events[-1].version for r in results[-2:]] == [23, 25]
+        assert await store.last_position() == 154
+        assert [e.data["n"] for e in await store.read_stream("s-0")][-3:] == [
+            "next", "after", "after2",
+        ]
+        assert [e.data["n"] for e in await store.read_stream("s-old")] == ["stored"]
+        assert await store.read_stream("s-x") == []
+        with pytest.raises(ValueError, match="at least one"):
+            await store.append_batch([("s", [], None)])
+
     async def test_empty_append_is_a_mistake(self, store: EventStore) -> None:
         """Appending no events raises ValueError instead of silently doing nothing."""
         with pytest.raises(ValueError, match="at least one"):

@@ -11,10 +11,11 @@ envelope (data and metadata JSON objects, a contract stream named by a valid ext
 id) imports nothing and is named, since a stored event can never be taken back.
 
 An exported log interleaves its contracts, so most appends are of an event or two. They
-are made many at a time, so that the store commits them together (group commit) instead
-of paying a transaction each; started in file order, they are placed in file order. The
-first append the store refuses (a stream it holds otherwise) stops the import: what was
-committed before it stays, and importing again with ``--force`` skips it.
+are handed to the store a few thousand events at a time (``append_batch``), which
+commits them together instead of paying a transaction each, in file order; the next
+lot is read and parsed while the store writes one. The first append the store refuses
+(a stream it holds otherwise) stops the import: what was committed before it stays, and
+importing again with ``--force`` skips it.
 """
 
 from __future__ import annotations
@@ -40,9 +41,7 @@ from projections.longruns import one_failure
 HELP = "load a JSONL event log into the store"
 
 _GROUP = 64  # consecutive events of one stream appended (atomically) together
-# Appends waiting for the store at once: enough for batches of a hundred appends and
-# more, and at most 8k events held, however long the file's streams.
-_IN_FLIGHT = 128
+_LOT = 4_000  # events handed to the store at once
 _READ_BYTES = 1 << 20  # lines read from the file at a time, off the event loop
 
 
@@ -87,10 +86,11 @@ async def _import(database: str, source: Path, force: bool) -> tuple[int, int]:
         await anyio.to_thread.run_sync(_check_file, source)
         importer = _Importer(store)
         with one_failure():  # a broken line: its own error, not a group of one
-            async with anyio.create_task_group() as tg, aclosing(_groups(source)) as groups:
-                async for group in groups:
+            lots_of = _lots(source, distinct=present > 0)
+            async with anyio.create_task_group() as tg, aclosing(lots_of) as lots:
+                async for lot in lots:
                     await importer.room.acquire()
-                    tg.start_soon(importer.append, group, tg.cancel_scope)
+                    tg.start_soon(importer.append, lot, tg.cancel_scope)
         if importer.failure is not None:
             raise importer.failure
         await store.refresh_statistics()  # what runs next (rebuild, replay) reads it all
@@ -98,46 +98,80 @@ async def _import(database: str, source: Path, force: bool) -> tuple[int, int]:
 
 
 class _Importer:
-    """Appends groups of events, up to ``_IN_FLIGHT`` at a time; the first refusal
-    cancels the rest (an append cancelled while it waits never reaches the store)."""
+    """Appends lots of groups of events, one at a time: the next lot is parsed while one
+    is written, and handed over once that one is stored and found refused nowhere (the
+    first refusal cancels the rest)."""
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
-        self.room = anyio.Semaphore(_IN_FLIGHT)
+        self.room = anyio.Semaphore(1)
         self.added = self.skipped = 0
         self.failure: Exception | None = None
 
-    async def append(self, group: list[RecordedEvent], scope: anyio.CancelScope) -> None:
-        first = group[0]
+    async def append(self, lot: list[list[RecordedEvent]], scope: anyio.CancelScope) -> None:
         try:
-            result = await self.store.append(
-                first.stream,
-                [event.as_new_event() for event in group],
-                expected_version=first.version - 1,
-            )
-        except ConcurrencyError as exc:
-            self._fail(
-                CommandError(
-                    f"stream {first.stream!r} is at version {exc.actual} in the store, but the "
-                    f"file continues it at version {first.version}; it holds other events "
-                    "(what was imported before stays: import again with --force to skip it)"
-                ),
-                scope,
+            if self.failure is None:
+                await self._append(lot, scope)
+        finally:
+            self.room.release()  # after a failure is known: the next lot is then not stored
+
+    async def _append(self, lot: list[list[RecordedEvent]], scope: anyio.CancelScope) -> None:
+        try:
+            outcomes = await self.store.append_batch(
+                [
+                    (group[0].stream, [e.as_new_event() for e in group], group[0].version - 1)
+                    for group in lot
+                ]
             )
         except EventStoreError as exc:
             self._fail(exc, scope)
-        else:
-            if result.duplicate:
+            return
+        for group, outcome in zip(lot, outcomes, strict=True):
+            if isinstance(outcome, ConcurrencyError):
+                first = group[0]
+                self._fail(
+                    CommandError(
+                        f"stream {first.stream!r} is at version {outcome.actual} in the store, "
+                        f"but the file continues it at version {first.version}; it holds other "
+                        "events (what was imported before stays: import again with --force to "
+                        "skip it)"
+                    ),
+                    scope,
+                )
+            elif isinstance(outcome, EventStoreError):
+                self._fail(outcome, scope)
+            elif outcome.duplicate:
                 self.skipped += len(group)
             else:
                 self.added += len(group)
-        finally:
-            self.room.release()
 
     def _fail(self, error: Exception, scope: anyio.CancelScope) -> None:
         if self.failure is None:
             self.failure = error
             scope.cancel()
+
+
+async def _lots(
+    source: Path, *, distinct: bool
+) -> AsyncGenerator[list[list[RecordedEvent]], None]:
+    """The groups of ``_groups``, about ``_LOT`` events a list. ``distinct``: a stream at
+    most once a lot. (A store with events of its own may refuse a group; a later group
+    of the same stream in the same lot could then fit the store's version by chance, and
+    would be stored after events that are not the file's.)"""
+    lot: list[list[RecordedEvent]] = []
+    streams: set[str] = set()
+    size = 0
+    async for group in _groups(source):
+        stream = group[0].stream
+        if lot and (size >= _LOT or (distinct and stream in streams)):
+            yield lot
+            lot, size = [], 0
+            streams.clear()
+        lot.append(group)
+        streams.add(stream)
+        size += len(group)
+    if lot:
+        yield lot
 
 
 async def _groups(source: Path) -> AsyncGenerator[list[RecordedEvent], None]:

@@ -182,6 +182,8 @@ def test_import_stops_at_a_stream_the_store_holds_otherwise(
     assert "continues it at version 1" in error
     stored = read_log(target)
     assert essence(stored[1:3]) == essence(original[:2])  # the two events before intake's
+    # Nothing after it: not even intake's next event, which fits the store's version 1.
+    assert len(stored) == 3
 
 
 def test_export_without_a_store_says_so(
