@@ -30,6 +30,7 @@ from typing import Any
 
 import anyio
 
+from bench.replay import build
 from eventstore import NewEvent, open_store
 
 APPENDERS = 32
@@ -56,16 +57,6 @@ async def appends_per_second(database: str, random_ids: bool) -> float:
             for a in range(APPENDERS):
                 tg.start_soon(appender, a)
         return APPENDERS * EACH / (time.perf_counter() - started)
-
-
-async def build(database: str, events: int) -> int:
-    from bench.logs import fill
-
-    async with await open_store(database) as store:
-        present = await store.last_position()
-        if present:
-            return present  # kept from an earlier run (--keep)
-        return await fill(store, events, group=4)
 
 
 def measure(directory: Path, source: Path | None, random_ids: bool) -> float:

@@ -157,19 +157,11 @@ async def _indexed_rows(
     contracts there are."""
     field = "sync" if "sync" in equals else next(iter(equals))
     rows: list[tuple[str, dict[str, Any]]] = []
-    while len(rows) < want:
+    while True:
         ids = await indexed_ids(store, field, equals[field], after=after, limit=want)
-        docs = await store.get_documents(CONTRACTS, ids)
-        for external_id in ids:
-            doc = docs.get(external_id)
-            if doc is not None and all(doc.get(k) == v for k, v in equals.items()):
-                rows.append((external_id, doc))
-                if len(rows) == want:
-                    break
-        if len(ids) < want:
-            break
+        if await _add_matching(store, ids, equals, rows, want) or len(ids) < want:
+            return rows
         after = ids[-1]
-    return rows
 
 
 async def _changed_rows(
@@ -177,23 +169,36 @@ async def _changed_rows(
 ) -> list[tuple[str, dict[str, Any]]] | None:
     """Up to ``want`` rows updated at ``since`` or later and matching ``equals``, after
     ``after``, in external id order, found through the index of update times; None when
-    more than ``CHANGED_AT_MOST`` contracts changed since then."""
+    more than ``CHANGED_AT_MOST`` contracts changed since then. (A row read after its
+    key may have changed again since: never to before ``since``.)"""
     changed = await updated_since(store, since, limit=CHANGED_AT_MOST + 1)
     if len(changed) > CHANGED_AT_MOST:
         return None
     ids = sorted(i for i in changed if after is None or i > after)
     rows: list[tuple[str, dict[str, Any]]] = []
     for start in range(0, len(ids), want):
-        chunk = ids[start : start + want]
-        docs = await store.get_documents(CONTRACTS, chunk)
-        for external_id in chunk:
-            doc = docs.get(external_id)
-            # The row is read after its key: it may have changed since, never to earlier.
-            if doc is not None and all(doc.get(k) == v for k, v in equals.items()):
-                rows.append((external_id, doc))
-                if len(rows) == want:
-                    return rows
+        if await _add_matching(store, ids[start : start + want], equals, rows, want):
+            break
     return rows
+
+
+async def _add_matching(
+    store: EventStore,
+    ids: list[str],
+    equals: dict[str, str],
+    rows: list[tuple[str, dict[str, Any]]],
+    want: int,
+) -> bool:
+    """Add to ``rows`` the rows of ``ids``, in that order, that match ``equals``, until
+    there are ``want``; whether there are."""
+    docs = await store.get_documents(CONTRACTS, ids)
+    for external_id in ids:
+        doc = docs.get(external_id)
+        if doc is not None and all(doc.get(k) == v for k, v in equals.items()):
+            rows.append((external_id, doc))
+            if len(rows) == want:
+                return True
+    return False
 
 
 async def contract_events(request: Request) -> Response:
