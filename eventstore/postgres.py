@@ -283,6 +283,10 @@ class PostgresEventStore(EventStore):
                 await self._listener.fetchval("SELECT 1", timeout=_HEARTBEAT_TIMEOUT)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
             return False
+        except asyncpg.InternalClientError:
+            # The answer to a statement given up on arrived after all, as the answer to
+            # this one: the driver has lost track of the connection. It is given up too.
+            return False
         return True
 
     async def _claim_again(self, listener: Any, role: str) -> bool:

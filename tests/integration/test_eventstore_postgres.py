@@ -531,3 +531,39 @@ async def test_events_follow_waits_out_its_database(schema_url: str) -> None:
     assert "PostgreSQL" in said
     assert "trying again in" in said
     assert '"position":2' in seen
+
+
+class _Confused:
+    """A listener connection whose driver has lost track of it: the answer to a statement
+    given up on comes back as the answer to the next one."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
+        raise asyncpg.InternalClientError("got result for unknown protocol state 3")
+
+
+async def test_a_listener_the_driver_lost_track_of_is_given_up_and_the_claim_taken_again(
+    schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A heartbeat answered out of turn (the late answer to one that timed out) ends that
+    connection like a silent one: the claim is taken again on a new one, and nothing
+    escapes to stop the daemon."""
+    monkeypatch.setattr(postgres, "_HEARTBEAT_EVERY", 0.05)
+    async with await open_store(schema_url) as store, anyio.create_task_group() as tg:
+        assert isinstance(store, postgres.PostgresEventStore)
+        assert await store.try_claim("daemon")
+        first = await _claim_holders(schema_url)
+        tg.start_soon(store.keep_claims)
+        store._listener = _Confused(store._listener)
+
+        async def claimed_again() -> bool:
+            holders = await _claim_holders(schema_url)
+            return len(holders) == 1 and holders != first
+
+        await wait_for(claimed_again, seconds=20, what="the claim to be taken again")
+        tg.cancel_scope.cancel()
