@@ -78,12 +78,14 @@ def commit(jobs: list[Job[Any]], head: Head, db: sqlite3.Connection) -> int:
     Returns the last position of the log after the commit (0 when no append said).
     """
     appending: list[Job[Any]] = []
+    only_appends = True
     for job in jobs:
         if isinstance(job.payload, Append):
             appending.append(job)
         elif isinstance(job.payload, AppendBatch):
             appending.extend(job.payload.jobs)
-    only_appends = all(isinstance(job.payload, Append | AppendBatch) for job in jobs)
+        else:
+            only_appends = False
     planned = _plan_from_memory(head, appending)
     if planned and only_appends and len(planned[0].rows) <= _ROWS_PER_INSERT:
         # One statement outside a transaction is a transaction of its own, durable when
