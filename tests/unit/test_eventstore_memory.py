@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -63,3 +64,29 @@ def test_event_ids_are_uuid7_ordered_by_the_millisecond_they_were_made(
     assert ids[0] != ids[1]
     assert ids[0] < ids[2]
     assert ids[1] < ids[2] < ids[3]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_makes_its_parents_event_ids() -> None:
+    """Ids take their random bits from a pool read ahead: a child forked from a process
+    holding a pool must read its own, or both would make the same ids (and an append of
+    one would be taken for a repeat of the other's)."""
+    new_event_id()  # the pool is read, and most of it is left for later ids
+
+    def randomness(ids: list[str]) -> set[int]:
+        return {uuid.UUID(i).int & ((1 << 80) - 1) for i in ids}
+
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.write(write, " ".join(new_event_id() for _ in range(50)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        theirs = pipe.read().split()
+    os.waitpid(child, 0)
+    ours = [new_event_id() for _ in range(50)]
+    assert len(theirs) == 50
+    assert not randomness(theirs) & randomness(ours)
