@@ -168,6 +168,7 @@ def serve(port: int, database: str) -> None:
     from daemon.config import load_settings
     from daemon.http import create_app
     from daemon.logging import configure_logging
+    from daemon.runtime import share_the_gil
     from daemon.serving import bind, serve_app
     from eventstore import NewEvent, open_store
     from projections.events import EventType, contract_stream
@@ -175,6 +176,8 @@ def serve(port: int, database: str) -> None:
     async def noop(request: Request) -> JSONResponse:
         await request.body()
         return JSONResponse({"status": "stored", "position": 0})
+
+    share_the_gil()  # as `spotsync run` does
 
     async def main() -> None:
         configure_logging(
