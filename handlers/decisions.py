@@ -119,8 +119,8 @@ def decide(
         )
         return commands
 
-    if new.sync == "voided":
-        return [_notice("voided", event)] if before.sync != "voided" else []
+    if new.progress == "voided":
+        return [_notice("voided", event)] if before.progress != "voided" else []
     if new.error is not None:
         return [_notice("failed", event)] if before.error is None else []
 
@@ -175,7 +175,7 @@ def refine(command: Command, current: ContractState) -> Command | None:
         if command.milestone == "synced" and not current.data_complete:
             return None
         return command
-    if current.error is not None or current.sync == "voided":
+    if current.error is not None or current.progress == "voided":
         return None
     if isinstance(command, CreateContract | LookupContract):
         if current.created:

@@ -49,16 +49,13 @@ def _item(kind: str, state: ContractState) -> ParkedItem:
             str(error.get("fix") or ""),
             state.last_position,
         )
-    parked = state.sink_parked or {}
-    step = f"sink {parked.get('milestone')}"
-    if state.sink_held:
-        step += f" (then {', '.join(str(held.get('milestone')) for held in state.sink_held)})"
+    error = state.sink_error or {}
     return ParkedItem(
         state.external_id,
         "sink",
-        step,
-        str(parked.get("error") or "the sink did not answer 2xx"),
-        "make SPOTSYNC_SINK_URL reachable and answering 2xx, then retry",
+        error.get("step", "sink"),
+        error.get("message", ""),
+        error.get("fix", ""),
         state.last_position,
     )
 

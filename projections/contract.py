@@ -98,7 +98,15 @@ class ContractState:
 
     @property
     def sync(self) -> str:
-        """spotsync's own phase (SPEC section 5)."""
+        """spotsync's own phase as SPEC section 5 shows it: the flow's ``progress``, but
+        "failed" while a delivery to the sink is parked, since a person must make the
+        sink answer before the source system hears the rest (``error`` says so)."""
+        return "failed" if self.sink_parked is not None else self.progress
+
+    @property
+    def progress(self) -> str:
+        """The phase of the flow itself, which the handlers decide on: a parked sink
+        delivery does not stop it (the data is still pulled; the sink is told later)."""
         if self.voided and not self.executed_seen:
             return "voided"
         if self.error is not None:
@@ -111,12 +119,29 @@ class ContractState:
 
     @property
     def final(self) -> bool:
-        return self.sync in FINAL_SYNC
+        return self.progress in FINAL_SYNC
 
     @property
     def data_complete(self) -> bool:
         """Key pointers and the document are stored: only the sink is left to tell."""
         return self.key_pointers is not None and self.document is not None
+
+    @property
+    def sink_error(self) -> dict[str, str] | None:
+        """The parked sink delivery as an ``error`` (step, message, fix), if one is."""
+        parked = self.sink_parked
+        if parked is None:
+            return None
+        step = f"sink {parked.get('milestone')}"
+        if self.sink_held:
+            held = ", ".join(str(told.get("milestone")) for told in self.sink_held)
+            step += f" (then {held})"
+        return {
+            "step": step,
+            "message": str(parked.get("error") or "the sink did not answer 2xx"),
+            "fix": "make SPOTSYNC_SINK_URL reachable and answering 2xx, then "
+            f"`spotsync parked retry {self.external_id}`",
+        }
 
     @property
     def parked(self) -> str | None:
@@ -146,7 +171,8 @@ class ContractState:
             "sync": self.sync,
             "key_pointers": dict(self.key_pointers or {}),
             "document": None if self.document is None else dict(self.document),
-            "error": None if self.error is None else dict(self.error),
+            # What a person must fix: the flow's own error first, else the sink's.
+            "error": dict(self.error) if self.error is not None else self.sink_error,
             "last_position": self.last_position,
             "updated_at": self.updated_at,
             "_last_heard_at": self.last_heard_at,
@@ -167,6 +193,7 @@ class ContractState:
             "_deferred": self.deferred,
             "_deferrals": self.deferrals,
             "_notified": list(self.notified),
+            "_error": None if self.error is None else dict(self.error),  # the flow's own
             "_sink_parked": None if self.sink_parked is None else dict(self.sink_parked),
             "_sink_held": [dict(held) for held in self.sink_held],
             "_sink_queue": [dict(queued) for queued in self.sink_queue],
@@ -200,7 +227,7 @@ class ContractState:
             voided=bool(doc.get("_voided")),
             key_pointers=doc.get("key_pointers") if doc.get("_key_pointers_stored") else None,
             document=doc.get("document"),
-            error=doc.get("error"),
+            error=doc["_error"] if "_error" in doc else doc.get("error"),
             deferred=doc.get("_deferred"),
             deferrals=int(doc.get("_deferrals", 0)),
             notified=tuple(doc.get("_notified") or ()),

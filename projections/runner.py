@@ -130,8 +130,9 @@ async def updated_since(
 # 3: sink milestones held behind a parked one (``_sink_held``); 4: milestones queued for
 # the sink's workers (``_sink_queue``, ``_sink_pending``); 5: a retry queues the parked
 # milestones again ahead of those queued after them; 6: ``contract_index``; 7: the time of
-# each contract's last change in ``contract_index`` (``updated_since``).
-SHAPE = 7
+# each contract's last change in ``contract_index`` (``updated_since``); 8: a parked sink
+# delivery reads as ``sync: "failed"`` with its ``error`` (the flow's own in ``_error``).
+SHAPE = 8
 INDEX_SHAPE = 6  # the first shape whose read models have ``contract_index``
 SHAPES = "projection_shapes"  # projection name -> {"shape": n}
 

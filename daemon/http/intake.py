@@ -139,8 +139,10 @@ def _why_not_sendable(history: list[RecordedEvent], doc: dict[str, Any] | None) 
     if doc is not None:
         if doc.get("_send_requested"):
             return "a send was already requested for this contract"
-        if doc.get("sync") in _SENT_OR_LATER_SYNC:
-            return f"the contract cannot be sent while its sync state is {doc['sync']!r}"
+        # The flow's own phase: a parked sink delivery does not stop a send.
+        progress = ContractState.from_document(doc).progress
+        if progress in _SENT_OR_LATER_SYNC:
+            return f"the contract cannot be sent while its sync state is {progress!r}"
         if doc.get("status") in _SENT_OR_LATER_STATUS:
             return f"the contract cannot be sent in status {doc['status']!r}"
     return None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from daemon.cli import main
+from daemon.http import create_app
 from eventstore import NewEvent, RecordedEvent, open_store
 from handlers.decisions import NotifySink, decide
 from projections.contract import fold
@@ -53,7 +56,10 @@ def test_a_sink_delivery_given_up_is_listed_and_retried_by_an_operator(
     assert main(["parked"]) == 0
     out = capsys.readouterr().out
     assert "deal-sink  [sink: sink synced]  sink answered 503" in out
-    assert "fix: make SPOTSYNC_SINK_URL reachable and answering 2xx, then retry" in out
+    assert (
+        "fix: make SPOTSYNC_SINK_URL reachable and answering 2xx, then "
+        "`spotsync parked retry deal-sink`"
+    ) in out
 
     assert main(["parked", "retry", "deal-sink", "--reason", "sink is back"]) == 0
     history = anyio.run(_stream, database)
@@ -64,3 +70,33 @@ def test_a_sink_delivery_given_up_is_listed_and_retried_by_an_operator(
         {"reason": "sink is back"},
     )
     assert NotifySink("synced", "msg_1") in decide(fold(history[:-1]), retry)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    api_token: str | None = "query-token"
+    hmac_key: str | None = None
+
+
+@pytest.mark.anyio
+async def test_a_contract_whose_sink_delivery_is_parked_is_listed_as_failed(
+    tmp_path: Path,
+) -> None:
+    """`sync=failed` finds every contract a person must act on, the sink's too, with the
+    error that says what to fix."""
+    database = str(tmp_path / "spotsync.db")
+    await _seed(database)
+    async with await open_store(database) as store:
+        transport = httpx.ASGITransport(app=create_app(store, _Settings()))
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://daemon",
+            headers={"Authorization": "Bearer query-token"},
+        ) as http:
+            listed = (await http.get("/v1/contracts", params={"sync": "failed"})).json()
+            one = (await http.get("/v1/contracts/deal-sink")).json()
+    assert [c["external_id"] for c in listed["contracts"]] == ["deal-sink"]
+    assert one["sync"] == "failed"
+    assert one["error"]["step"] == "sink synced"
+    assert one["error"]["message"] == "sink answered 503"
+    assert "spotsync parked retry deal-sink" in one["error"]["fix"]

@@ -97,8 +97,12 @@ async def test_sink_told_of_each_milestone_and_synced_waits_for_it(tmp_path: Pat
                 await settle(store)
                 await webhook(store, "CONTRACT_EXECUTED")
                 state = await settle(store)
-                assert state.sync == "executed"
+                # Executed, but the source system was not told: a person must act.
+                assert (state.progress, state.sync) == ("executed", "failed")
                 assert state.sink_parked is not None
+                error = state.to_document()["error"]
+                assert error["step"] == "sink synced"
+                assert "spotsync parked retry deal-1" in error["fix"]
                 down = False
                 await store.append(
                     contract_stream("deal-1"),
@@ -143,7 +147,7 @@ async def test_a_milestone_parked_behind_another_is_not_lost_and_keeps_its_turn(
             await request(store, send={})
             with anyio.fail_after(5):
                 state = await settle(store)
-                assert state.sync == "sent"
+                assert (state.progress, state.sync) == ("sent", "failed")
                 assert state.sink_parked is not None
                 assert state.sink_parked["milestone"] == "created"
                 down = False

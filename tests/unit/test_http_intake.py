@@ -15,7 +15,7 @@ import pytest
 
 from daemon.http import create_app
 from eventstore import DocumentWrite, MemoryEventStore, NewEvent
-from projections.contract import fold
+from projections.contract import ContractState, fold
 
 TOKEN = "intake-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -213,19 +213,44 @@ async def test_send_when_already_requested_at_intake_is_409(client: httpx.AsyncC
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    ("status", "sync"),
-    [("EXECUTED", "synced"), ("VOIDED", "voided"), ("DRAFT", "failed"), ("REDLINING", "sent")],
+    ("status", "flow"),
+    [
+        ("EXECUTED", {"_executed_seen": True, "_notified": ["synced"]}),
+        ("VOIDED", {"_voided": True}),
+        ("DRAFT", {"_error": {"step": "create", "message": "template field mismatch"}}),
+        ("REDLINING", {"_sent": True}),
+    ],
 )
 async def test_send_in_a_later_state_is_409(
-    client: httpx.AsyncClient, store: MemoryEventStore, status: str, sync: str
+    client: httpx.AsyncClient, store: MemoryEventStore, status: str, flow: dict[str, Any]
 ) -> None:
     """Per the projection, a sent, executed, voided or failed contract cannot be sent."""
     await client.post("/v1/contracts", json=acme("deal-8"))
-    doc = {"external_id": "deal-8", "status": status, "sync": sync}
+    doc = {"external_id": "deal-8", "status": status, **flow}
     await store.commit_projection("test", 1, [DocumentWrite("contracts", "deal-8", doc)])
     response = await client.post("/v1/contracts/deal-8/send")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "not_sendable"
+
+
+@pytest.mark.anyio
+async def test_a_contract_whose_sink_delivery_is_parked_can_still_be_sent(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    """It reads ``sync: "failed"`` (the sink needs a person), but its flow is only at
+    created: nothing about the sink stops a send."""
+    await client.post("/v1/contracts", json=acme("deal-8"))
+    state = ContractState(
+        "deal-8",
+        spotdraft_id="T-8",
+        status="DRAFT",
+        sink_parked={"milestone": "created", "error": "sink answered 503"},
+    )
+    doc = state.to_document()
+    assert doc["sync"] == "failed"
+    await store.commit_projection("test", 1, [DocumentWrite("contracts", "deal-8", doc)])
+    response = await client.post("/v1/contracts/deal-8/send")
+    assert response.status_code == 202
 
 
 @pytest.mark.anyio
