@@ -137,6 +137,13 @@ async def _select(
         # The whole stream, also before --since: the timeline needs it to tell a repeated
         # webhook from a first one. Then only the log after it is scanned.
         history = await store.read_stream(stream)
+        if not history and not follow:  # a mistyped id, most likely: say so
+            who = external_id_of(stream)
+            raise CommandError(
+                f"no contract has external id {who!r} in this store"
+                if who is not None
+                else f"no events in stream {stream!r}"
+            )
         for event in history:
             yield event
         if not follow:

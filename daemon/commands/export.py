@@ -14,6 +14,7 @@ from daemon.cli import CommandError
 from daemon.commands import existing_store
 from daemon.config import load_settings
 from eventstore import EventStore, EventStoreError, RecordedEvent, open_store
+from projections.events import contract_stream
 
 HELP = "write the event log as JSON lines (the envelope format)"
 
@@ -33,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(getattr(args, "config", None))
     database = existing_store(settings.database)
+    if args.external_id is not None:  # a mistyped id: say so, and leave no empty file
+        anyio.run(_require_contract, database, args.external_id)
     try:
         output = sys.stdout.buffer if args.output is None else _create_private(args.output)
     except OSError as exc:
@@ -47,6 +50,16 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         print(f"exported {count} events to {args.output}", file=sys.stderr)
     return 0
+
+
+async def _require_contract(database: str, external_id: str) -> None:
+    try:
+        async with await open_store(database) as store:
+            found = await store.stream_version(contract_stream(external_id)) > 0
+    except EventStoreError as exc:
+        raise CommandError(str(exc)) from exc
+    if not found:
+        raise CommandError(f"no contract has external id {external_id!r} in this store")
 
 
 async def _export(database: str, external_id: str | None, output: BinaryIO) -> int:
@@ -68,7 +81,7 @@ async def _events(store: EventStore, external_id: str | None) -> AsyncIterator[R
         async for event in store.read_all():
             yield event
     else:
-        for event in await store.read_stream(f"contract-{external_id}"):
+        for event in await store.read_stream(contract_stream(external_id)):
             yield event
 
 

@@ -193,3 +193,14 @@ def test_export_without_a_store_says_so(
     assert main(["export"]) == 2
     assert "no event store at" in capsys.readouterr().err
     assert not source.exists()
+
+
+def test_export_of_an_unknown_external_id_says_so_and_writes_nothing(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped id is one line and a failing exit, not an empty file that looks done."""
+    seed(source)
+    out = tmp_path / "typo.jsonl"
+    assert main(["export", "--external-id", "deal-l", "--output", str(out)]) == 2
+    assert "no contract has external id 'deal-l' in this store" in capsys.readouterr().err
+    assert not out.exists()

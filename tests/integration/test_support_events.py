@@ -88,6 +88,16 @@ def test_an_unknown_type_is_one_clear_line(
     assert "unknown event type 'Webhook'" in capsys.readouterr().err
 
 
+def test_an_unknown_external_id_is_one_clear_line(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped id fails with the id named, rather than print nothing and succeed."""
+    assert main(["events", "--external-id", "deal-9"]) == 2
+    captured = capsys.readouterr()
+    assert "no contract has external id 'deal-9' in this store" in captured.err
+    assert captured.out == ""
+
+
 @pytest.mark.anyio
 async def test_follow_prints_an_event_another_process_appends(database: str) -> None:
     """`events --follow` in its own process prints an event appended after it started."""
