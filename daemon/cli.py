@@ -34,6 +34,9 @@ class CommandError(Exception):
 
 class Command(Protocol):
     HELP: str
+    # False for a command that runs on settings of its own (demo, sandbox): --config,
+    # which it would not read, is refused rather than silently ignored.
+    READS_SETTINGS: bool
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
 
@@ -69,18 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_name in COMMANDS.items():
         module: Command = importlib.import_module(f"daemon.commands.{module_name}")
         command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        command_parser.add_argument(
-            "--config", metavar="FILE", default=argparse.SUPPRESS,
-            help="TOML file with settings (environment variables win)",
-        )
+        if module.READS_SETTINGS:
+            command_parser.add_argument(
+                "--config", metavar="FILE", default=argparse.SUPPRESS,
+                help="TOML file with settings (environment variables win)",
+            )
         module.add_arguments(command_parser)
-        command_parser.set_defaults(handler=module.run)
+        command_parser.set_defaults(handler=module.run, reads_settings=module.READS_SETTINGS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.config is not None and not args.reads_settings:
+        print(
+            f"spotsync {args.command}: --config does not apply: it runs on settings of its own",
+            file=sys.stderr,
+        )
+        return 2
     try:
         code: int = args.handler(args)
     except (CommandError, ConfigError) as exc:

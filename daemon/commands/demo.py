@@ -17,6 +17,7 @@ HELP = (
     "the main job on embedded defaults: a SpotDraft sandbox and the daemon in one process, "
     "driving a few contracts from intake to synced"
 )
+READS_SETTINGS = False  # it runs on settings of its own: no --config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -25,6 +25,7 @@ from projections.events import EventType, contract_stream, external_id_of
 from projections.timeline import Timeline
 
 HELP = "print the event log as a timeline or as JSON lines"
+READS_SETTINGS = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

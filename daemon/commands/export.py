@@ -17,6 +17,7 @@ from eventstore import EventStore, EventStoreError, RecordedEvent, open_store
 from projections.events import contract_stream
 
 HELP = "write the event log as JSON lines (the envelope format)"
+READS_SETTINGS = True
 
 _CHUNK = 1000  # events written per thread hop
 

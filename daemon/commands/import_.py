@@ -39,6 +39,7 @@ from projections.events import external_id_of
 from projections.longruns import one_failure
 
 HELP = "load a JSONL event log into the store"
+READS_SETTINGS = True
 
 _GROUP = 64  # consecutive events of one stream appended (atomically) together
 _LOT = 4_000  # events handed to the store at once

@@ -17,6 +17,7 @@ from eventstore import ConcurrencyError, EventStoreError, open_store
 from handlers.parked import NotParkedError, ParkedItem, list_parked, retry_parked
 
 HELP = "list work stopped on a permanent error, or retry it"
+READS_SETTINGS = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

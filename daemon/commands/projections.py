@@ -31,6 +31,7 @@ from eventstore import EventStoreError, open_store
 from projections.rebuild import RebuildReport, rebuild
 
 HELP = "drop and rebuild the read models from the log"
+READS_SETTINGS = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ from handlers.reconciler import ReconcileReport, reconcile_once
 from handlers.spotdraft import RateBudget, SpotDraftClient, SpotDraftCredentials, SpotDraftError
 
 HELP = "run one bounded reconciliation pass now"
+READS_SETTINGS = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

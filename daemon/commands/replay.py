@@ -38,6 +38,7 @@ from projections.events import contract_stream
 from projections.timeline import Timeline
 
 HELP = "rebuild contract state from a log and show what handlers would do (no side effects)"
+READS_SETTINGS = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

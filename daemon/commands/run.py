@@ -16,6 +16,7 @@ from daemon.runtime import Daemon, share_the_gil
 from eventstore import EventStoreError
 
 HELP = "the daemon: HTTP server (webhooks, intake, query API), handlers, reconciler and sink"
+READS_SETTINGS = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from daemon.cli import CommandError
 from daemon.commands import port, seconds, startup_failure
 
 HELP = "a local SpotDraft stand-in, faithful to SpotDraft's API description"
+READS_SETTINGS = False  # it runs on settings of its own: no --config
 
 
 def _rate(text: str) -> float:

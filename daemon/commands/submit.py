@@ -18,6 +18,7 @@ from daemon.cli import CommandError
 from daemon.config import load_settings
 
 HELP = "submit a contract request (JSON file) to a running daemon"
+READS_SETTINGS = True
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 

@@ -116,3 +116,19 @@ def test_run_refuses_a_documents_folder_it_cannot_write_to(
         "write there (Not a directory)\n"
     )
     assert not (tmp_path / "spotsync.db").exists()
+
+
+@pytest.mark.parametrize("command", ["demo", "sandbox"])
+def test_a_command_on_settings_of_its_own_refuses_a_config_file(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """demo and sandbox would never read --config: a user who gives one is told so,
+    before anything starts, rather than run on other settings than they think."""
+    config = tmp_path / "spotsync.toml"
+    config.write_text('spotdraft_base_url = "https://api.spotdraft.com"\n')
+    assert main(["--config", str(config), command]) == 2
+    assert f"spotsync {command}: --config does not apply" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--config", str(config)])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --config" in capsys.readouterr().err
