@@ -15,7 +15,9 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-Source = Literal["webhook", "api", "intake", "reconciler", "operator", "sink", "import"]
+# SPEC section 6. The handlers' own events, around calls to SpotDraft and to the sink,
+# are "api" (older logs may hold "sink" for the sink's: read, never written now).
+Source = Literal["webhook", "api", "intake", "reconciler", "operator"]
 
 
 def new_event_id() -> str:
@@ -165,7 +167,7 @@ class RecordedEvent(NamedTuple):
         return NewEvent(
             type=self.type,
             data=self.data,
-            source=meta.get("source", "import"),
+            source=meta.get("source", "operator"),  # a person imported it
             event_id=str(meta["event_id"]),
             causation_id=meta.get("causation_id"),
             correlation_id=meta.get("correlation_id"),

@@ -302,13 +302,13 @@ class Executor:
                 return current
             fact = {**base, "status": None, "attempt": 0, "skipped": True}
             return await self._record(
-                trigger, current, [NewEvent(EventType.SINK_DELIVERED, fact, "sink")]
+                trigger, current, [NewEvent(EventType.SINK_DELIVERED, fact, "api")]
             )
         # Queued, not delivered here: the sink's workers deliver it, so a sink that is
         # down holds up no SpotDraft work.
         fact = {**base, "trigger": trigger.event_id}
         current = await self._record(
-            trigger, current, [NewEvent(EventType.SINK_QUEUED, fact, "sink")]
+            trigger, current, [NewEvent(EventType.SINK_QUEUED, fact, "api")]
         )
         self.sink.wake(contract_stream(current.external_id))
         return current

@@ -199,7 +199,7 @@ class SinkWorker:
         event = NewEvent(
             type_,
             data,
-            "sink",
+            "api",  # a call to the source system's API (SPEC section 6 names no other)
             causation_id=trigger if isinstance(trigger, str) else None,
             correlation_id=current.correlation_id,
         )

@@ -41,7 +41,7 @@ class EventType(StrEnum):
     #  "received_at": ISO timestamp}
     WEBHOOK_RECEIVED = "WebhookReceived"
 
-    # -- from spotsync's own handlers (source "api", "sink" or "reconciler") ------------
+    # -- from spotsync's own handlers (source "api" or "reconciler") ------------
 
     # One per HTTP attempt to SpotDraft, success or not: {"operation": str, "method": str,
     #  "path": str, "request_body": any (secrets masked), "status": int | null,

@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from daemon.sandbox import Faults
+from eventstore import open_store
 from tests.acceptance.conftest import (
     Deployment,
     contract_request,
@@ -73,6 +74,11 @@ async def test_twenty_contracts_sync_through_faults(deployment: Deployment) -> N
     created = 'spotsync_spotdraft_api_calls_total{endpoint="create_contract",status="201"}'
     assert f"{created} 20.0" in metrics
     assert 'spotsync_spotdraft_api_calls_total{endpoint="get_key_pointers",status="200"}' in metrics
+    # Every event says where it came from in SPEC section 6's words.
+    async with await open_store(deployment.env["SPOTSYNC_DATABASE"]) as store:
+        sources = {event.source async for event in store.read_all()}
+    assert {"intake", "webhook", "api"} <= sources
+    assert sources <= {"webhook", "api", "intake", "reconciler", "operator"}
 
 
 async def test_a_killed_daemon_finishes_after_restart(deployment: Deployment) -> None:

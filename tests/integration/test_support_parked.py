@@ -33,7 +33,7 @@ async def _seed(database: str) -> None:
             contract_stream("deal-sink"),
             [
                 NewEvent(EventType.CONTRACT_REQUESTED, request, "intake"),
-                NewEvent(EventType.SINK_GAVE_UP, GAVE_UP, "sink"),
+                NewEvent(EventType.SINK_GAVE_UP, GAVE_UP, "api"),
             ],
             expected_version=0,
         )

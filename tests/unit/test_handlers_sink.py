@@ -313,7 +313,7 @@ async def test_a_notice_left_queued_is_taken_up_at_an_event_of_the_contract(
                 await settle(store)
             assert told == ["contract.created"]
             left = {"milestone": "sent", "webhook_id": "msg_left", "trigger": None}
-            await append(store, EventType.SINK_QUEUED, left, source="sink")
+            await append(store, EventType.SINK_QUEUED, left, source="api")
             await webhook(store, "CONTRACT_SENT_TO_COUNTERPARTY")
             with anyio.fail_after(5):
                 state = await settle(store)
@@ -338,9 +338,9 @@ async def test_a_retry_tells_the_parked_milestone_before_one_queued_after_it(
         with anyio.fail_after(5):
             assert (await settle(store)).sync == "sent"
     gave_up = {"milestone": "created", "webhook_id": "msg_c", "attempts": 8, "error": "503"}
-    await append(store, EventType.SINK_GAVE_UP, gave_up, source="sink")
+    await append(store, EventType.SINK_GAVE_UP, gave_up, source="api")
     queued = {"milestone": "sent", "webhook_id": "msg_s", "trigger": None}
-    await append(store, EventType.SINK_QUEUED, queued, source="sink")
+    await append(store, EventType.SINK_QUEUED, queued, source="api")
     await retry_parked(store, "deal-1")
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
         sink = Sink("https://crm.test/hook", None, http=http)
@@ -369,7 +369,7 @@ async def _queued_in_flaky_store(milestone: str) -> _FlakyReads:
     store = _FlakyReads()
     await request(store)
     queued = {"milestone": milestone, "webhook_id": "msg_1", "trigger": None}
-    await append(store, EventType.SINK_QUEUED, queued, source="sink")
+    await append(store, EventType.SINK_QUEUED, queued, source="api")
     return store
 
 
