@@ -133,14 +133,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faults.add_argument(
         "--webhook-reorder",
         action="store_true",
-        help="deliver each batch of webhooks in reverse order",
+        help="deliver each lifecycle step's webhooks backwards, and after the contract's "
+        "next step (a step with none after it waits 1 s)",
     )
     faults.add_argument(
         "--webhook-delay-ms",
         metavar="MIN,MAX",
         type=_range,
         default=(0, 0),
-        help="delay before each webhook delivery",
+        help="delay before each webhook delivery, each its own (a later one may overtake)",
     )
 
 

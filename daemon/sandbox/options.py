@@ -135,6 +135,8 @@ class SandboxOptions:
     # Pauses between webhook delivery attempts; their count is the number of retries.
     webhook_retry_delays: tuple[float, ...] = (0.2, 1.0, 5.0, 15.0)
     webhook_timeout_s: float = 10.0
+    # With webhook_reorder, how long a step waits for the contract's next one to go first.
+    webhook_reorder_hold_s: float = 1.0
     # Lifetime of a download url, as SpotDraft's temporary links.
     download_ttl_s: float = 15 * 60
     # Test seam: deliver webhooks through this transport (e.g. an in-process ASGI app).

@@ -14,7 +14,7 @@ class Stats:
         self.in_flight = 0
         self.webhooks: Counter[str] = Counter(
             {"sent": 0, "delivered": 0, "failed_attempts": 0, "dropped": 0, "duplicated": 0,
-             "gave_up": 0}
+             "gave_up": 0, "reordered": 0}
         )
 
     def record(self, endpoint: str, status: int) -> None:

@@ -6,6 +6,11 @@ with the base64-decoded ``hmac_key``, in ``X-SD-WEBHOOK-CONTENT-HASH``.
 
 Deliveries leave in batches (one batch a lifecycle step). Faults are decided when a
 batch is queued, in queue order, so a seeded run drops and duplicates the same ones.
+SpotDraft promises no order, and the faults break it as a network would:
+``webhook_reorder`` sends a step's deliveries backwards and holds each contract's step
+back until its next step has gone out (or ``webhook_reorder_hold_s`` has passed), so a
+SENT can land after the EXECUTED that follows it; with ``webhook_delay_ms`` each
+delivery waits its own delay in a task of its own, so a later one may overtake it.
 A failed attempt (non-2xx or connection error) is retried after each pause of
 ``webhook_retry_delays``, in its own task of the sender's task group.
 """
@@ -155,6 +160,8 @@ class WebhookSender:
         self._send: MemoryObjectSendStream[list[Delivery]]
         self._receive: MemoryObjectReceiveStream[list[Delivery]]
         self._send, self._receive = anyio.create_memory_object_stream[list[Delivery]](math.inf)
+        # Steps held back by webhook_reorder, by contract: the batch, and when it goes anyway.
+        self._held: dict[int, tuple[list[Delivery], float]] = {}
 
     def targets(self, activity: str) -> list[tuple[str, dict[str, str]]]:
         """Where ``activity`` goes, each url with the custom headers sent along."""
@@ -181,13 +188,22 @@ class WebhookSender:
                     self._stats.webhooks["duplicated"] += 1
                     batch.append(Delivery(url, delivery.activity, delivery.contract_id, body,
                                           delivery.signature, headers, duplicate=True))
-        if faults.webhook_reorder and len(batch) > 1:
-            batch.reverse()
         low, high = faults.webhook_delay_ms
         for delivery in batch:
             delivery.delay_s = self._rng.uniform(low, high) / 1000 if high else 0.0
         self.deliveries.extend(batch)
-        if batch:
+        if batch and faults.webhook_reorder:
+            batch.reverse()
+            contract_id = batch[0].contract_id
+            held = self._held.pop(contract_id, None)
+            if held is None:
+                hold = self._options.webhook_reorder_hold_s
+                self._held[contract_id] = (batch, anyio.current_time() + hold)
+                self._send.send_nowait([])  # the sender learns when to let it go
+                return batch
+            self._stats.webhooks["reordered"] += len(held[0])
+            self._send.send_nowait([*batch, *held[0]])
+        elif batch:
             self._send.send_nowait(batch)
         return batch
 
@@ -200,12 +216,29 @@ class WebhookSender:
             self._receive,
         ):
             task_status.started()
-            async for batch in self._receive:
+            while True:
+                due = min((until for _, until in self._held.values()), default=math.inf)
+                batch: list[Delivery] = []
+                with anyio.move_on_after(due - anyio.current_time()):
+                    try:
+                        batch = await self._receive.receive()
+                    except anyio.EndOfStream:
+                        return
                 for delivery in batch:
                     if delivery.delay_s:
-                        await anyio.sleep(delivery.delay_s)
-                    if not await self._attempt(client, delivery):
+                        retries.start_soon(self._deliver_later, client, delivery)
+                    elif not await self._attempt(client, delivery):
                         retries.start_soon(self._retry, client, delivery)
+                now = anyio.current_time()
+                for contract_id, (held, until) in list(self._held.items()):
+                    if until <= now:  # no next step came: it goes as it is
+                        del self._held[contract_id]
+                        self._send.send_nowait(held)
+
+    async def _deliver_later(self, client: httpx.AsyncClient, delivery: Delivery) -> None:
+        await anyio.sleep(delivery.delay_s)
+        if not await self._attempt(client, delivery):
+            await self._retry(client, delivery)
 
     async def _retry(self, client: httpx.AsyncClient, delivery: Delivery) -> None:
         for pause in self._options.webhook_retry_delays:

@@ -184,10 +184,31 @@ async def test_webhook_faults_are_deterministic_under_a_seed() -> None:
     assert len(first) == 6 - stats["dropped"] + stats["duplicated"]
 
 
-async def test_reorder_delivers_a_batch_backwards() -> None:
-    """With webhook_reorder, EXECUTED arrives before the signatures of its batch."""
-    activities, _ = await _fates(0, Faults(webhook_reorder=True))
-    assert activities[-3:] == ["CONTRACT_EXECUTED", "CONTRACT_SIGNED", "CONTRACT_SIGNED"]
+async def test_reorder_delivers_a_step_after_the_next_one_and_each_backwards() -> None:
+    """With webhook_reorder a contract's step waits for its next step to go first, so a
+    late SENT-like delivery can land after the EXECUTED that follows it; within a step,
+    EXECUTED goes before the signatures."""
+    activities, stats = await _fates(0, Faults(webhook_reorder=True))
+    assert activities == [
+        "CONTRACT_SENT_TO_COUNTERPARTY", "CONTRACT_CREATED",
+        "CONTRACT_EXECUTED", "CONTRACT_SIGNED", "CONTRACT_SIGNED",
+        "CONTRACT_SIGNATURE_REQUESTED",
+    ]
+    assert stats["reordered"] == 2
+
+
+async def test_a_step_held_back_for_reorder_goes_once_no_next_step_comes() -> None:
+    """The last step of a contract has nothing to wait for: it goes after the hold."""
+    receiver = Receiver()
+    options = _options(receiver, faults=Faults(webhook_reorder=True),
+                       webhook_reorder_hold_s=0.05)
+    async with Sandbox.running(options) as sandbox:
+        transport = httpx.ASGITransport(app=sandbox.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox.test",
+                                     headers=HEADERS) as client:
+            await create(client)
+            await wait_until(sandbox, lambda: any(d.delivered for d in sandbox.deliveries))
+    assert receiver.activities == ["CONTRACT_CREATED"]
 
 
 async def test_registered_webhook_gets_only_its_activities() -> None:
