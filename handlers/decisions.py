@@ -19,16 +19,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from eventstore.envelope import RecordedEvent
 from projections.contract import ContractState, apply, blank
 from projections.events import EventType
 
+# SpotDraft's contracts API as ``handlers.spotdraft.client`` calls it. (Not imported from
+# there: the client would cost every replay worker httpx and 16 MB.)
+CONTRACTS_PATH = "/api/v2.1/public/contracts"
+
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """Base of every command; ``name`` is what replay prints."""
+    """Base of every command; ``name`` is what replay prints, ``CALL`` the API call."""
+
+    CALL: ClassVar[str] = ""
 
     @property
     def name(self) -> str:
@@ -37,20 +43,34 @@ class Command:
     def describe(self) -> str:
         return self.name
 
+    def call(self, external_id: str, spotdraft_id: str | None) -> str:
+        """The HTTP call this command makes for the contract (``{id}`` while it has no
+        SpotDraft id yet)."""
+        template = self.CALL or self.name
+        return template.replace("{external_id}", external_id).replace(
+            "{id}", spotdraft_id or "{id}"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CreateContract(Command):
     """Record an intent, then ``POST /contracts/`` with the request's payload."""
+
+    CALL = f"POST {CONTRACTS_PATH}/"
 
 
 @dataclass(frozen=True, slots=True)
 class LookupContract(Command):
     """``GET /contracts/by_external_metadata/{id}``: an earlier create's outcome is unknown."""
 
+    CALL = f"GET {CONTRACTS_PATH}/by_external_metadata/{{external_id}}"
+
 
 @dataclass(frozen=True, slots=True)
 class SendContract(Command):
     """``POST /contracts/{id}/send_to_counterparties``."""
+
+    CALL = f"POST {CONTRACTS_PATH}/{{id}}/send_to_counterparties"
 
     body: Mapping[str, Any] = field(default_factory=dict)
 
@@ -59,15 +79,21 @@ class SendContract(Command):
 class PullKeyPointers(Command):
     """``GET /contracts/{id}/key_pointers``."""
 
+    CALL = f"GET {CONTRACTS_PATH}/{{id}}/key_pointers"
+
 
 @dataclass(frozen=True, slots=True)
 class FetchDocument(Command):
     """``POST /contracts/{id}/download_link``, then download the executed PDF."""
 
+    CALL = f"POST {CONTRACTS_PATH}/{{id}}/download_link, then GET the PDF"
+
 
 @dataclass(frozen=True, slots=True)
 class NotifySink(Command):
     """Tell the source system about a milestone; ``webhook_id`` is stable across attempts."""
+
+    CALL = "POST to SPOTSYNC_SINK_URL"
 
     milestone: str = "created"
     webhook_id: str = ""

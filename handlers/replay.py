@@ -133,10 +133,17 @@ class Step:
     recorded: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    spotdraft_id: str | None = None  # the contract's, once the event is applied
 
     @property
     def issued(self) -> list[str]:
         return [label(command) for command in self.would_issue]
+
+    @property
+    def calls(self) -> list[str]:
+        """The API calls of ``would_issue``, in its order."""
+        external_id = external_id_of(self.event.stream) or self.event.stream
+        return [c.call(external_id, self.spotdraft_id) for c in self.would_issue]
 
 
 @dataclass(slots=True)
@@ -309,7 +316,9 @@ class Replayer:
         # payloads. Stream after stream, one contract is held at a time: nothing to slim.
         kept = _slim(event) if slim and not self.keep_steps else event
         if commands or self.keep_steps:
-            step = contract.by_id[kept.event_id] = Step(kept, commands)
+            step = contract.by_id[kept.event_id] = Step(
+                kept, commands, spotdraft_id=after.spotdraft_id
+            )
             contract.steps.append(step)
         else:
             contract.seen[kept.event_id] = kept

@@ -140,6 +140,7 @@ class _Output:
                         "type": step.event.type,
                         "summary": summary,
                         "would_issue": step.issued,
+                        "would_call": step.calls,
                         "recorded": step.recorded,
                         "differences": step.differences,
                         "notes": step.notes,
@@ -152,6 +153,8 @@ class _Output:
                 would = ", ".join(step.issued) or "nothing"
                 shown = ", ".join(step.recorded) or "nothing"
                 self.write(f"      would issue: {would}  |  log shows: {shown}")
+                for call in step.calls:
+                    self.write(f"        → {call}")
             for difference in step.differences:
                 self.write(f"    ! {difference}")
             for note in step.notes:

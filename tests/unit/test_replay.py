@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from eventstore import MemoryEventStore, NewEvent, RecordedEvent
-from handlers.decisions import Command, PullKeyPointers, SendContract, decide
+from handlers.decisions import CONTRACTS_PATH, Command, PullKeyPointers, SendContract, decide
 from handlers.replay import ContractReplay, replay_log, replay_stream
+from handlers.spotdraft.client import CONTRACTS
 from projections.contract import ContractState
 from projections.events import EventType, contract_stream
 
@@ -60,6 +61,21 @@ async def test_the_recorded_decisions_replay_without_differences() -> None:
     assert replay.steps[0].recorded == ["CreateContract"]
     assert replay.state is not None
     assert replay.state.sync == "sent"
+
+
+async def test_each_command_is_shown_as_the_api_call_it_makes() -> None:
+    """Replay names the SpotDraft calls the handlers would make, with the contract's ids."""
+    store = await _recorded_case()
+    replay = await replay_stream(store, STREAM)
+    assert replay is not None
+    calls = {step.event.type: step.calls for step in replay.steps}
+    assert calls[EventType.CONTRACT_REQUESTED] == [f"POST {CONTRACTS}/"]
+    assert f"POST {CONTRACTS}/T-1/send_to_counterparties" in calls[EventType.CONTRACT_CREATED]
+
+
+def test_the_calls_replay_names_are_the_clients_paths() -> None:
+    """The decisions name the paths the client really calls."""
+    assert CONTRACTS_PATH == CONTRACTS
 
 
 async def test_a_decision_that_no_longer_sends_is_reported_against_the_log() -> None:
