@@ -54,9 +54,9 @@ ID_MAP_WAIT_SECONDS = 2.0
 # How long a thread that wants the GIL lets the one holding it run on before it must let
 # go (Python's default: 5 ms). The event loop's thread holds the GIL nearly all the
 # time; the SQLite store's writer thread needs it back after each statement it runs. At
-# the default, a group commit of 16 webhooks that takes 0.3 ms on its own took 1.2 ms
-# and more, and the loop sat idle waiting for it (bench.ingest: 0.70 of the no-op route
-# against 0.75 at this interval).
+# the default, a group commit of 16 webhooks that takes 0.3 ms on its own took 2.1 ms on
+# average (p90 3.8 ms) and the loop sat idle waiting for it; at 0.2 ms, 1.2 ms (p90
+# 1.5 ms). bench.ingest: 0.70 of the no-op route against 0.75.
 SWITCH_INTERVAL_SECONDS = 0.0002
 # How long a starting daemon waits for the one before it to let go of the store: a
 # process just killed holds it until the database has seen its session end.
