@@ -9,8 +9,12 @@ and the headers ``webhook-id`` (the same on every attempt, so the receiver can d
 ``whsec_<base64>`` is base64-decoded first, as the Standard Webhooks libraries do.
 
 Attempts are retried with capped exponential backoff until a 2xx; ``on_attempt`` is
-called for every attempt so the caller records it as an event. After ``max_attempts``
-the delivery gives up (the caller parks it; the reconciler or an operator retries it).
+called for every attempt so the caller records it as an event. A sink that is down for
+a deploy or a night is waited for: the pauses double from half a second up to an hour,
+and the delivery gives up only once the next attempt would start more than
+``give_up_after`` (a day) after the first, about 30 attempts in all (or after
+``max_attempts``, when given). The caller then parks it for an operator's retry. A
+delivery that gets through cuts every other one's wait short: the sink is back.
 """
 
 from __future__ import annotations
@@ -73,9 +77,10 @@ class Sink:
         secret: str | None,
         *,
         http: httpx.AsyncClient | None = None,
-        max_attempts: int = 8,
+        max_attempts: int | None = None,
         base_delay: float = 0.5,
-        max_delay: float = 30.0,
+        max_delay: float = 3600.0,
+        give_up_after: float = 24 * 3600.0,
         timeout: float = 10.0,
     ) -> None:
         self.url = url
@@ -85,6 +90,8 @@ class Sink:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.give_up_after = give_up_after
+        self._back = anyio.Event()  # set when a delivery gets through, then replaced
 
     def __repr__(self) -> str:
         return f"Sink(url={self.url!r})"
@@ -119,7 +126,8 @@ class Sink:
         *,
         occurred_at: str | None = None,
     ) -> bool:
-        """POST until a 2xx or ``max_attempts``; True when delivered.
+        """POST until a 2xx, or until the attempts run out (``max_attempts``, or the next
+        one due past ``give_up_after``); True when delivered.
 
         ``occurred_at``: when the milestone was reached (ISO 8601; default now), the
         body's ``timestamp`` as Standard Webhooks has it; ``webhook-timestamp`` is the
@@ -127,14 +135,23 @@ class Sink:
         """
         stamp = occurred_at or format_timestamp(utcnow())
         body = orjson.dumps({"type": f"contract.{milestone}", "timestamp": stamp, "data": data})
-        for attempt in range(1, self.max_attempts + 1):
+        started = anyio.current_time()
+        attempt = 0
+        while True:
+            attempt += 1
             result = await self._post(attempt, webhook_id, body)
             await on_attempt(result)
             if result.ok:
+                self._back.set()
+                self._back = anyio.Event()
                 return True
-            if attempt < self.max_attempts:
-                await anyio.sleep(self._delay(attempt))
-        return False
+            if self.max_attempts is not None and attempt >= self.max_attempts:
+                return False
+            delay = self._delay(attempt)
+            if anyio.current_time() + delay - started > self.give_up_after:
+                return False
+            with anyio.move_on_after(delay):
+                await self._back.wait()
 
     async def _post(self, attempt: int, webhook_id: str, body: bytes) -> SinkAttempt:
         try:

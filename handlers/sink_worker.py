@@ -1,7 +1,7 @@
 """The sink's own workers: milestones queued by the handlers, delivered beside them.
 
 A handler that decides to tell the sink appends ``SinkQueued`` and goes on; delivering
-(with its retries, a minute or more when the sink is down) happens here, one lane per
+(with its retries, up to a day when the sink is down) happens here, one lane per
 contract so that a contract's milestones reach the sink in order, at most
 ``concurrency`` contracts at once. A sink that is down therefore holds up only the
 notices, never the SpotDraft work of other contracts, nor the next steps of this one.

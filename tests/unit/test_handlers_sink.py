@@ -76,6 +76,67 @@ async def test_delivery_retries_until_2xx_with_the_same_webhook_id() -> None:
     assert json.loads(last.content)["type"] == "contract.created"
 
 
+async def test_a_sink_down_for_a_while_is_waited_for_and_one_down_for_good_given_up() -> None:
+    """Twenty failures in a row (a deploy, a night) are waited out; a sink still down
+    when the next attempt would start past ``give_up_after`` is given up on, to park."""
+    failures_left = 20
+    requests = 0
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        nonlocal failures_left, requests
+        requests += 1
+        failures_left -= 1
+        return httpx.Response(503 if failures_left >= 0 else 200)
+
+    async def record(attempt: SinkAttempt) -> None:
+        pass
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        sink = Sink("https://crm.test/hook", None, http=http, base_delay=0.0, max_delay=0.0)
+        assert await sink.deliver("msg_1", "created", {}, record)
+        assert requests == 21
+        failures_left, requests = 10**6, 0  # down for good
+        within_a_moment = Sink(
+            "https://crm.test/hook", None, http=http,
+            base_delay=0.001, max_delay=0.002, give_up_after=0.0,
+        )
+        assert not await within_a_moment.deliver("msg_2", "created", {}, record)
+        assert requests == 1  # the next attempt would have started past give_up_after
+
+
+async def test_a_delivery_that_gets_through_cuts_the_others_waits_short() -> None:
+    """One delivery waiting out a long pause is tried again as soon as another gets
+    through: the sink is back, and the source system hears the news without the hour."""
+    down = True
+    first_failed = anyio.Event()
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(503 if down else 200)
+
+    async def record(attempt: SinkAttempt) -> None:
+        if not attempt.ok:
+            first_failed.set()
+
+    async def ignore(attempt: SinkAttempt) -> None:
+        pass
+
+    delivered: list[str] = []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        sink = Sink("https://crm.test/hook", None, http=http, base_delay=600.0, max_delay=600.0)
+
+        async def waiting() -> None:
+            if await sink.deliver("msg_a", "created", {}, record):
+                delivered.append("msg_a")
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiting)
+                await first_failed.wait()  # now pausing 5 to 10 minutes
+                down = False
+                assert await sink.deliver("msg_b", "created", {}, ignore)
+    assert delivered == ["msg_a"]
+
+
 async def test_sink_told_of_each_milestone_and_synced_waits_for_it(tmp_path: Path) -> None:
     """The sink hears created, sent and synced; a sink that gave up is parked, not synced."""
     bodies: list[dict[str, object]] = []
