@@ -63,8 +63,14 @@ async def read_json(request: Request, *, empty: Any = _EMPTY) -> Any:
         return empty
     try:
         return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "the body is not valid JSON", code="invalid_json") from None
+    except orjson.JSONDecodeError as exc:
+        # An invalid payload (SPEC section 5): 422, the whole body named, and where it broke.
+        raise ApiError(
+            422,
+            "the body is not valid JSON",
+            code="invalid_json",
+            fields=[{"field": "(body)", "message": f"not valid JSON: {exc}"}],
+        ) from None
 
 
 def _answer(external_id: str, status: int) -> Response:

@@ -36,12 +36,12 @@ def _json(schema: Schema, description: str) -> Schema:
 
 def _errors(*statuses: int) -> Schema:
     text = {
-        400: "The body is not JSON.",
+        400: "Content-Length is not a number.",
         401: "Missing or invalid credentials.",
         404: "No contract has this external id.",
         409: "Conflicts with what is stored.",
         413: "The body is over the size limit.",
-        422: "Invalid input; error.fields names each bad field.",
+        422: "Invalid input (a body that is not JSON too); error.fields names each bad field.",
         503: "The event store is unavailable; retry.",
     }
     return {str(s): _json(ref("Error"), text[s]) for s in statuses}

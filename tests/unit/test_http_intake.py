@@ -254,6 +254,24 @@ async def test_a_contract_whose_sink_delivery_is_parked_can_still_be_sent(
 
 
 @pytest.mark.anyio
+async def test_a_body_that_is_not_json_is_422_with_where_it_broke(
+    client: httpx.AsyncClient, store: MemoryEventStore
+) -> None:
+    """An invalid payload is 422 (SPEC section 5), even one that is not JSON at all; the
+    message says where it broke, and nothing is stored."""
+    response = await client.post(
+        "/v1/contracts", content=b'{"external_metadata": {"id": "deal-x",}}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert fields_of(response) == {"(body)"}
+    assert "column" in error["fields"][0]["message"]
+    assert await store.last_position() == 0
+
+
+@pytest.mark.anyio
 async def test_invalid_send_body_is_422(client: httpx.AsyncClient) -> None:
     """Send fields of the wrong type are named."""
     await client.post("/v1/contracts", json=acme("deal-9"))
