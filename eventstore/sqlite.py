@@ -178,7 +178,10 @@ class SQLiteEventStore(EventStore):
         until = _NO_LIMIT if until_position is None else until_position
 
         def read_page(db: sqlite3.Connection) -> list[StreamRow]:
-            rows = db.execute(Q["read_streams"], (*after, end, prefix, until, page_size))
+            stream, version = after
+            params = {"stream": stream, "version": version, "stop": end, "prefix": prefix,
+                      "until": until, "page": page_size}
+            rows = db.execute(Q["read_streams"], params)
             if not decoded:
                 return rows.fetchall()  # sqlite3's rows are StreamRows already
             return decode_stream_rows(rows.fetchall(), decoded)
@@ -200,7 +203,8 @@ class SQLiteEventStore(EventStore):
         positions = orjson.dumps(sample_positions(await self.last_position(), parts)).decode()
 
         def read(db: sqlite3.Connection) -> list[str]:
-            return [row[0] for row in db.execute(Q["sample_streams"], (positions, prefix))]
+            params = {"positions": positions, "prefix": prefix}
+            return [row[0] for row in db.execute(Q["sample_streams"], params)]
 
         return split_points(await self._read(read), parts)
 
@@ -267,13 +271,13 @@ class SQLiteEventStore(EventStore):
         after_key: str | None = None,
         limit: int | None = None,
     ) -> list[tuple[str, Document]]:
-        params = (
-            collection,
-            after_key,
-            orjson.dumps(dict(equals or {})).decode(),
-            orjson.dumps(dict(at_least or {})).decode(),
-            -1 if limit is None else limit,
-        )
+        params = {
+            "collection": collection,
+            "after": after_key,
+            "equals": orjson.dumps(dict(equals or {})).decode(),
+            "at_least": orjson.dumps(dict(at_least or {})).decode(),
+            "most": -1 if limit is None else limit,
+        }
 
         def read(db: sqlite3.Connection) -> list[tuple[str, Document]]:
             rows = db.execute(Q["query_documents"], params).fetchall()
@@ -282,7 +286,7 @@ class SQLiteEventStore(EventStore):
         return await self._read(read)
 
     async def get_documents(self, collection: str, keys: Sequence[str]) -> dict[str, Document]:
-        params = (collection, orjson.dumps(list(keys)).decode())
+        params = {"collection": collection, "keys": orjson.dumps(list(keys)).decode()}
 
         def read(db: sqlite3.Connection) -> dict[str, Document]:
             rows = db.execute(Q["get_documents"], params)
@@ -298,12 +302,13 @@ class SQLiteEventStore(EventStore):
         stop: str | None = None,
         limit: int | None = None,
     ) -> list[str]:
-        params: tuple[str | int, ...]
-        most = -1 if limit is None else limit
-        if stop is None:
-            query, params = Q["document_keys_to_end"], (collection, start, most)
-        else:
-            query, params = Q["document_keys"], (collection, start, stop, most)
+        query = Q["document_keys_to_end" if stop is None else "document_keys"]
+        params = {
+            "collection": collection,
+            "start": start,
+            "stop": stop,
+            "most": -1 if limit is None else limit,
+        }
 
         def read(db: sqlite3.Connection) -> list[str]:
             return [row[0] for row in db.execute(query, params)]

@@ -182,7 +182,7 @@ def look_up(db: sqlite3.Connection, appends: list[Append]) -> Batch:
     ids = orjson.dumps([i for append in appends for i in append.ids]).decode()
     streams = orjson.dumps(list({append.stream for append in appends})).decode()
     last, stored, versions = 0, dict[str, Sequence[Any]](), dict[str, int]()
-    for kind, *row in db.execute(Q["look_up"], (ids, streams)).fetchall():
+    for kind, *row in db.execute(Q["look_up"], {"ids": ids, "streams": streams}).fetchall():
         if kind == 2:
             stored[row[7]] = row
         elif kind == 1:

@@ -1,5 +1,6 @@
 -- Named queries of the SQLite backend: "-- name: NAME" starts one. Values are always
--- bound as parameters.
+-- bound as parameters: "?" in order, or ":name" where one is used twice or more (not
+-- "?NNN", which Python 3.12 deprecates with a sequence of values and 3.14 refuses).
 
 -- name: create_schema_version
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -22,15 +23,15 @@ SELECT coalesce(max(version), 0) FROM events WHERE stream = ?;
 
 -- name: look_up
 -- What a group commit needs, in one statement: the last position (kind 0); the current
--- version of each stream in the JSON array ?2 (kind 1); the stored events among the
--- event ids in the JSON array ?1 (kind 2, columns as read_all, then event_id).
+-- version of each stream in the JSON array :streams (kind 1); the stored events among
+-- the event ids in the JSON array :ids (kind 2, columns as read_all, then event_id).
 SELECT 0, coalesce(max(position), 0), NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM events
 UNION ALL
 SELECT 1, stream, max(version), NULL, NULL, NULL, NULL, NULL, NULL
-FROM events WHERE stream IN (SELECT value FROM json_each(?2)) GROUP BY stream
+FROM events WHERE stream IN (SELECT value FROM json_each(:streams)) GROUP BY stream
 UNION ALL
 SELECT 2, position, stream, version, type, data, metadata, recorded_at, event_id
-FROM events WHERE event_id IN (SELECT value FROM json_each(?1));
+FROM events WHERE event_id IN (SELECT value FROM json_each(:ids));
 
 -- name: insert_event
 -- Columns in the order look_up reads a stored event, so a planned row reads like one.
@@ -42,20 +43,22 @@ SELECT position, stream, version, type, data, metadata, recorded_at
 FROM events WHERE position >= ? AND position <= ? ORDER BY position LIMIT ?;
 
 -- name: read_streams
--- A page (?6 rows) of the streams after (stream ?1, version ?2) and before stream ?3 whose
--- names start with ?4, up to position ?5, in (stream, version) order: a range search of
--- the (stream, version) index.
+-- A page (:page rows) of the streams after (stream :stream, version :version) and before
+-- stream :stop whose names start with :prefix, up to position :until, in (stream,
+-- version) order: a range search of the (stream, version) index.
 SELECT position, stream, version, type, data, metadata, recorded_at
 FROM events
-WHERE (stream, version) > (?1, ?2) AND stream < ?3
-  AND substr(stream, 1, length(?4)) = ?4 AND position <= ?5
+WHERE (stream, version) > (:stream, :version) AND stream < :stop
+  AND substr(stream, 1, length(:prefix)) = :prefix AND position <= :until
 ORDER BY stream, version
-LIMIT ?6;
+LIMIT :page;
 
 -- name: sample_streams
--- The streams (named ?2...) of the events at the positions in the JSON array ?1, sorted.
+-- The streams (named :prefix...) of the events at the positions in the JSON array
+-- :positions, sorted.
 SELECT stream FROM events
-WHERE position IN (SELECT value FROM json_each(?1)) AND substr(stream, 1, length(?2)) = ?2
+WHERE position IN (SELECT value FROM json_each(:positions))
+  AND substr(stream, 1, length(:prefix)) = :prefix
 ORDER BY stream;
 
 -- name: read_stream
@@ -86,30 +89,32 @@ DELETE FROM documents WHERE collection = ?;
 SELECT doc FROM documents WHERE collection = ? AND key = ?;
 
 -- name: get_documents
--- The documents of collection ?1 whose keys are in the JSON array ?2.
+-- The documents of :collection whose keys are in the JSON array :keys.
 SELECT key, doc FROM documents
-WHERE collection = ?1 AND key IN (SELECT value FROM json_each(?2));
+WHERE collection = :collection AND key IN (SELECT value FROM json_each(:keys));
 
 -- name: document_keys
--- The keys of collection ?1 from ?2 up to (not including) ?3, at most ?4 (-1: all): a
--- range of the primary key.
-SELECT key FROM documents WHERE collection = ?1 AND key >= ?2 AND key < ?3 ORDER BY key
-LIMIT ?4;
+-- The keys of :collection from :start up to (not including) :stop, at most :most (-1:
+-- all): a range of the primary key.
+SELECT key FROM documents
+WHERE collection = :collection AND key >= :start AND key < :stop ORDER BY key
+LIMIT :most;
 
 -- name: document_keys_to_end
-SELECT key FROM documents WHERE collection = ?1 AND key >= ?2 ORDER BY key LIMIT ?3;
+SELECT key FROM documents WHERE collection = :collection AND key >= :start ORDER BY key
+LIMIT :most;
 
 -- name: query_documents
 -- Filters come as JSON objects {field: value}, so the text never changes.
 SELECT key, doc FROM documents AS d
-WHERE collection = ?1
-  AND (?2 IS NULL OR key > ?2)
+WHERE collection = :collection
+  AND (:after IS NULL OR key > :after)
   AND NOT EXISTS (
-      SELECT 1 FROM json_each(?3) AS f
+      SELECT 1 FROM json_each(:equals) AS f
       WHERE CAST(json_extract(d.doc, '$."' || f.key || '"') AS TEXT) IS NOT f.value)
   AND NOT EXISTS (
-      SELECT 1 FROM json_each(?4) AS f
+      SELECT 1 FROM json_each(:at_least) AS f
       WHERE CAST(json_extract(d.doc, '$."' || f.key || '"') AS TEXT) IS NULL
          OR CAST(json_extract(d.doc, '$."' || f.key || '"') AS TEXT) < f.value)
 ORDER BY key
-LIMIT ?5;
+LIMIT :most;
