@@ -24,6 +24,11 @@ READS_SETTINGS = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "It records SpotDraft's answers as events and acts on none of them itself: a "
+        "running daemon's handlers do (pulling what a missed webhook would have), or the "
+        "next `spotsync run` when none is running."
+    )
     parser.add_argument(
         "--limit",
         type=int,
