@@ -165,9 +165,11 @@ class SinkWorker:
         if milestone == "synced":
             data["sync"] = "synced"  # what this very delivery makes true
         last_error = ""
+        attempts = 0
 
         async def record(attempt: SinkAttempt) -> None:
-            nonlocal last_error
+            nonlocal last_error, attempts
+            attempts = attempt.attempt
             info = {**base, "status": attempt.status, "attempt": attempt.attempt}
             if attempt.ok:
                 await self._record(
@@ -188,7 +190,7 @@ class SinkWorker:
         if not await self.sink.deliver(
             webhook_id, milestone, data, record, occurred_at=occurred_at
         ):
-            fact = {**base, "attempts": self.sink.max_attempts, "error": last_error}
+            fact = {**base, "attempts": attempts, "error": last_error}
             await self._record(current, trigger, EventType.SINK_GAVE_UP, fact)
 
     async def _record(

@@ -137,6 +137,28 @@ async def test_a_delivery_that_gets_through_cuts_the_others_waits_short() -> Non
     assert delivered == ["msg_a"]
 
 
+async def test_a_notice_given_up_on_records_how_many_attempts_it_took(tmp_path: Path) -> None:
+    """Given up on by time, not by a count of attempts, the parked notice still says how
+    many attempts were made."""
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        sink = Sink(
+            "https://crm.test/hook", None, http=http,
+            base_delay=0.0, max_delay=0.0, give_up_after=0.0,
+        )
+        async with handlers(store, client, tmp_path, sink):
+            await request(store)
+            with anyio.fail_after(5):
+                state = await settle(store)
+    assert state.sink_parked is not None
+    assert state.sink_parked["attempts"] == 1
+    assert state.sink_parked["error"] == "the sink answered 503"
+
+
 async def test_sink_told_of_each_milestone_and_synced_waits_for_it(tmp_path: Path) -> None:
     """The sink hears created, sent and synced; a sink that gave up is parked, not synced."""
     bodies: list[dict[str, object]] = []
