@@ -49,13 +49,10 @@ def _item(kind: str, state: ContractState) -> ParkedItem:
             str(error.get("fix") or ""),
             state.last_position,
         )
-    error = state.sink_error or {}
+    sink = state.sink_error
+    assert sink is not None  # listed as "sink": a delivery of it is parked
     return ParkedItem(
-        state.external_id,
-        "sink",
-        error.get("step", "sink"),
-        error.get("message", ""),
-        error.get("fix", ""),
+        state.external_id, "sink", sink["step"], sink["message"], sink["fix"],
         state.last_position,
     )
 
