@@ -107,6 +107,21 @@ MILESTONES = ("created", "sent", "synced", "failed", "voided")
 _NUDGES = frozenset(
     {EventType.RETRY_REQUESTED, EventType.RECONCILE_REQUESTED, EventType.CONTRACT_NOT_FOUND}
 )
+# Events that never call for a command: the records a command leaves as it runs (its API
+# calls, a create's intent, a deferral, the sink's own bookkeeping). None of them moves
+# a fact the edges of ``decide`` look at (created, sent, executed, voided, an error, the
+# stored data), so it answers them at once; half a long log is made of them.
+NO_COMMANDS = frozenset(
+    {
+        EventType.SPOTDRAFT_CALL_RECORDED,
+        EventType.CONTRACT_CREATE_INTENDED,
+        EventType.STEP_DEFERRED,
+        EventType.SINK_QUEUED,
+        EventType.SINK_DELIVERED,
+        EventType.SINK_ATTEMPT_FAILED,
+        EventType.SINK_GAVE_UP,
+    }
+)
 
 
 def webhook_id_for(event: RecordedEvent) -> str:
@@ -120,10 +135,12 @@ def decide(
 
     ``new``: ``apply(state, event)``, when the caller has it already (replay folds anyway).
     """
+    kind = event.type
+    if kind in NO_COMMANDS:
+        return []
     if new is None:
         new = apply(state, event)
     before = state if state is not None else blank(new.external_id)
-    kind = event.type
     commands: list[Command] = []
 
     if kind == EventType.RETRY_REQUESTED and before.sink_parked is not None:

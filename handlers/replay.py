@@ -26,12 +26,19 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
@@ -39,8 +46,16 @@ import orjson
 
 from eventstore import EventStore, StreamRow, open_store
 from eventstore.envelope import RecordedEvent, parse_timestamp
-from handlers.decisions import Command, NotifySink, decide, refine
-from projections.contract import ContractState, apply, fold
+from handlers.decisions import NO_COMMANDS, Command, NotifySink, decide, refine
+from projections.contract import (
+    ContractState,
+    advance,
+    apply,
+    fields_of,
+    fold,
+    snapshot,
+    state_of,
+)
 from projections.events import CONTRACT_STREAM_PREFIX, EventType, external_id_of
 from projections.longruns import rare_gc
 from projections.rebuild import PAGE_EVENTS, default_workers
@@ -107,7 +122,11 @@ def recorded_command(event: RecordedEvent) -> str | None:
     """The command whose run recorded ``event``, or None for facts from outside."""
     if event.metadata.get("causation_id") is None:
         return None
-    kind, data = event.type, event.data
+    return _recorded_by(event.type, event.data)
+
+
+def _recorded_by(kind: str, data: Mapping[str, Any]) -> str | None:
+    """The command that records an event of ``kind`` with ``data`` when it runs."""
     if kind == EventType.SPOTDRAFT_CALL_RECORDED:
         return _OPERATIONS.get(str(data.get("operation")))
     if kind in _SINK:
@@ -207,6 +226,72 @@ class _Contract:
         return step
 
 
+class _OpenStream:
+    """The contract ``feed_streams`` is in: its fields, folded in place, and its steps.
+
+    ``seen`` keeps the rows of the events that called for nothing, by event id, in case
+    an outcome recorded later names one of them as its trigger (made a step then)."""
+
+    __slots__ = (
+        "_moment",
+        "_stamp",
+        "at_until",
+        "by_id",
+        "events",
+        "fields",
+        "past_until",
+        "seen",
+        "sink_ran",
+        "steps",
+        "stream",
+    )
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.fields = fields_of(None, stream)
+        self.steps: list[Step] = []
+        self.by_id: dict[str, Step] = {}
+        self.seen: dict[str, StreamRow] = {}
+        self.events = 0  # up to ``until``
+        self.past_until = False  # the last event was past it
+        self.at_until: ContractState | None = None  # the state at it, once past it
+        self.sink_ran = False
+        self._stamp = ""
+        self._moment: datetime | None = None
+
+    def moment(self, stamp: str) -> datetime:
+        # The events of one append share their time: parse it once.
+        if stamp != self._stamp or self._moment is None:
+            self._stamp, self._moment = stamp, parse_timestamp(stamp)
+        return self._moment
+
+    def add(self, step: Step) -> None:
+        self.by_id[step.event.event_id] = step
+        self.steps.append(step)
+
+    def record(self, trigger_id: str, name: str) -> None:
+        """The log shows command ``name`` run for the event ``trigger_id``."""
+        step = self.by_id.get(trigger_id)
+        if step is None:
+            row = self.seen.pop(trigger_id, None)
+            if row is None:
+                return
+            position, stream, version, type_, data, metadata, stamp = row
+            event = RecordedEvent(
+                position,
+                stream,
+                version,
+                type_,
+                orjson.loads(data),
+                orjson.loads(metadata),
+                parse_timestamp(stamp),
+            )
+            step = Step(event, [])
+            self.add(step)
+        if name not in step.recorded:
+            step.recorded.append(name)
+
+
 class Replayer:
     """Feeds events in log order; yields each contract's ``ContractReplay`` once it is done.
 
@@ -240,6 +325,7 @@ class Replayer:
         self._bounded = until is not None or until_time is not None
         self.events = 0
         self._contracts: OrderedDict[str, _Contract] = OrderedDict()
+        self._open: _OpenStream | None = None  # ``feed_streams``' contract
 
     async def feed(self, event: RecordedEvent) -> Sequence[ContractReplay]:
         """Take one event; returns the replays of contracts evicted to make room."""
@@ -247,7 +333,7 @@ class Replayer:
         contract = self._contracts.get(event.stream)
         if contract is not None:
             self._contracts.move_to_end(event.stream)
-            self._step(contract, event, None)
+            self._step(contract, event)
             return ()
         if external_id_of(event.stream) is None:
             return ()
@@ -256,7 +342,7 @@ class Replayer:
             history = await self.source.read_stream(event.stream)
             state = fold(history[: event.version - 1])
         contract = self._contracts[event.stream] = _Contract(state)
-        self._step(contract, event, None)
+        self._step(contract, event)
         if len(self._contracts) > self.max_contracts:
             replay = self._finish(*self._contracts.popitem(last=False))
             return () if replay is None else (replay,)
@@ -264,6 +350,10 @@ class Replayer:
 
     def finish(self) -> Iterator[ContractReplay]:
         """Every contract still open, at the end of the log."""
+        if self._open is not None:
+            replay = self._close(self._open)
+            if replay is not None:
+                yield replay
         while self._contracts:
             replay = self._finish(*self._contracts.popitem(last=False))
             if replay is not None:
@@ -272,29 +362,65 @@ class Replayer:
     def feed_streams(self, rows: Sequence[StreamRow]) -> list[ContractReplay]:
         """Take rows of whole streams, stream after stream, payloads as JSON text
         (``read_streams(decoded=False)``: each row decoded as it is replayed); returns the
-        replays of the contracts whose streams ended before the last row. One contract is
-        open at a time, so its steps keep their events whole."""
+        replays of the contracts whose streams ended before the last row.
+
+        The fast way through a whole log, and the same replay as ``feed``: one contract is
+        open at a time, its fields folded in place (``advance``). A state is made of them
+        only where ``decide`` reads one, and an envelope only for an event that calls for
+        commands: the others (``NO_COMMANDS``, and most events that find nothing to do)
+        keep their row, made an event should a recorded outcome name it as its trigger.
+        """
         done: list[ContractReplay] = []
-        contracts = self._contracts
         loads = orjson.loads
-        text, moment = "", None  # the events of one append share their time
-        for position, stream, version, type_, data, metadata, stamp in rows:
-            contract = contracts.get(stream)
-            if contract is None:
-                done.extend(self.finish())
-                contract = contracts[stream] = _Contract(None)
-            self.events += 1
-            if stamp != text or moment is None:
-                text, moment = stamp, parse_timestamp(stamp)
+        own_decide = self.decide is decide
+        bounded = self._bounded
+        self.events += len(rows)
+        contract = self._open
+        for row in rows:
+            position, stream, version, type_, data, metadata, stamp = row
+            if contract is None or stream != contract.stream:
+                if contract is not None:
+                    replay = self._close(contract)
+                    if replay is not None:
+                        done.append(replay)
+                contract = self._open = _OpenStream(stream)
+            payload, meta = loads(data), loads(metadata)
+            if type_ in _SINK and not payload.get("skipped"):
+                contract.sink_ran = True
+            cause = meta.get("causation_id")
+            if cause is not None:
+                name = _recorded_by(type_, payload)
+                if name is not None:
+                    contract.record(str(cause), name)
+            fields = contract.fields
+            if bounded and self._past_until(position, stamp):
+                if not contract.past_until and contract.events:
+                    contract.at_until = snapshot(fields)  # the state at ``until``
+                contract.past_until = True
+                advance(fields, position, version, type_, payload, meta, stamp)
+                continue
+            contract.past_until = False
+            contract.events += 1
+            if own_decide and type_ in NO_COMMANDS:
+                advance(fields, position, version, type_, payload, meta, stamp)
+                contract.seen[str(meta["event_id"])] = row
+                continue
+            before = snapshot(fields) if contract.events > 1 else None
+            advance(fields, position, version, type_, payload, meta, stamp)
             event = RecordedEvent(
-                position, stream, version, type_, loads(data), loads(metadata), moment
+                position, stream, version, type_, payload, meta, contract.moment(stamp)
             )
-            self._step(contract, event, stamp, slim=False)
+            if own_decide:
+                commands = decide(before, event, state_of(fields))
+            else:
+                commands = self.decide(before, event)
+            if commands:
+                contract.add(Step(event, commands, spotdraft_id=fields["spotdraft_id"]))
+            else:
+                contract.seen[event.event_id] = row
         return done
 
-    def _step(
-        self, contract: _Contract, event: RecordedEvent, stamp: str | None, *, slim: bool = True
-    ) -> None:
+    def _step(self, contract: _Contract, event: RecordedEvent) -> None:
         if event.type in _SINK and not event.data.get("skipped"):
             contract.sink_ran = True
         name = recorded_command(event)
@@ -303,8 +429,8 @@ class Replayer:
             if trigger is not None and name not in trigger.recorded:
                 trigger.recorded.append(name)
         before = contract.state
-        after = contract.state = apply(before, event, stamp)
-        if self._bounded and self._past_until(event):
+        after = contract.state = apply(before, event)
+        if self._bounded and self._past_until(event.position, event.recorded_at):
             return
         contract.at_until = after
         if self.decide is decide:
@@ -313,8 +439,8 @@ class Replayer:
             commands = self.decide(before, event)
         # A whole log in log order keeps only the envelope's bookkeeping: the data is read
         # again for the few contracts that differ (replay_log), so memory does not hold
-        # payloads. Stream after stream, one contract is held at a time: nothing to slim.
-        kept = _slim(event) if slim and not self.keep_steps else event
+        # payloads.
+        kept = event if self.keep_steps else _slim(event)
         if commands or self.keep_steps:
             step = contract.by_id[kept.event_id] = Step(
                 kept, commands, spotdraft_id=after.spotdraft_id
@@ -323,22 +449,44 @@ class Replayer:
         else:
             contract.seen[kept.event_id] = kept
 
-    def _past_until(self, event: RecordedEvent) -> bool:
-        if self.until is not None and event.position > self.until:
+    def _past_until(self, position: int, recorded_at: datetime | str) -> bool:
+        if self.until is not None and position > self.until:
             return True
-        return self.until_time is not None and event.recorded_at > self.until_time
+        if self.until_time is None:
+            return False
+        if isinstance(recorded_at, str):
+            recorded_at = parse_timestamp(recorded_at)
+        return recorded_at > self.until_time
 
     def _finish(self, stream: str, contract: _Contract) -> ContractReplay | None:
-        if contract.at_until is None and not self.keep_steps:
+        return self._summary(
+            stream, contract.steps, contract.state, contract.at_until, contract.sink_ran
+        )
+
+    def _close(self, contract: _OpenStream) -> ContractReplay | None:
+        self._open = None
+        final = state_of(contract.fields)
+        at_until = contract.at_until if contract.past_until else final
+        return self._summary(contract.stream, contract.steps, final, at_until, contract.sink_ran)
+
+    def _summary(
+        self,
+        stream: str,
+        steps: list[Step],
+        final: ContractState | None,
+        at_until: ContractState | None,
+        sink_ran: bool,
+    ) -> ContractReplay | None:
+        if at_until is None and not self.keep_steps:
             return None  # not there yet at ``until``
         # A daemon without a sink records nothing for most milestones ("synced" only, as
         # skipped): a missing notice is a difference only where a sink was seen at work.
         kept: list[Step] = []
-        for step in sorted(contract.steps, key=_position):
-            compare(step, contract.state, sink_configured=contract.sink_ran)
+        for step in sorted(steps, key=_position):
+            compare(step, final, sink_configured=sink_ran)
             if self.keep_steps or step.differences:
                 kept.append(step)
-        state = contract.at_until if self.keep_states else None
+        state = at_until if self.keep_states else None
         return ContractReplay(external_id_of(stream) or stream, kept, state)
 
 
@@ -487,9 +635,7 @@ async def _result(future: Future[list[ContractReplay]]) -> list[ContractReplay]:
     return await anyio.to_thread.run_sync(future.result, abandon_on_cancel=True)
 
 
-def replay_range_in_worker(
-    job: _Job, start: str | None, stop: str | None
-) -> list[ContractReplay]:
+def replay_range_in_worker(job: _Job, start: str | None, stop: str | None) -> list[ContractReplay]:
     """``replay_streams`` in a worker process, on a store of its own."""
 
     async def run() -> list[ContractReplay]:

@@ -273,14 +273,45 @@ def apply(
         fields = state.__dict__.copy()  # the one copy: the fold then works in place
     if stamp is None:
         stamp = _timestamp(event.recorded_at)
-    fields["version"] = event.version
-    fields["last_position"] = event.position
+    advance(fields, event.position, event.version, event.type, event.data, event.metadata, stamp)
+    return _frozen(fields)
+
+
+def fields_of(state: ContractState | None, stream: str) -> Fields:
+    """A copy of the state's fields (a blank contract's for None), to ``advance`` in place."""
+    if state is None:
+        return _initial(external_id_of(stream) or stream)
+    return state.__dict__.copy()
+
+
+def advance(
+    fields: Fields,
+    position: int,
+    version: int,
+    type_: str,
+    data: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    stamp: str,
+) -> None:
+    """Fold one event into a contract's ``fields`` in place (``apply`` without the copy):
+    for a caller that holds one contract's fields and needs no state of it in between."""
+    fields["version"] = version
+    fields["last_position"] = position
     fields["updated_at"] = fields["last_heard_at"] = stamp
-    if event.type not in _KEEPS_QUIET:
+    if type_ not in _KEEPS_QUIET:
         fields["quiet_for"] = 0.0
-    handler = _APPLY.get(event.type)
+    handler = _APPLY.get(type_)
     if handler is not None:
-        handler(fields, event.data, event.metadata)
+        handler(fields, data, metadata)
+
+
+def snapshot(fields: Fields) -> ContractState:
+    """The state ``fields`` stand for now, unchanged by later ``advance`` calls on them."""
+    return _frozen(fields.copy())
+
+
+def state_of(fields: Fields) -> ContractState:
+    """The state of ``fields`` as they are, without a copy: valid until they next change."""
     return _frozen(fields)
 
 
@@ -504,16 +535,31 @@ def _failed(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
 
 def _sink_queued(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:
     milestone = str(d.get("milestone"))
-    if milestone in s["notified"] or any(q["milestone"] == milestone for q in s["sink_queue"]):
+    queue = s["sink_queue"]
+    if milestone in s["notified"] or _queued(queue, milestone):
         return
-    queued = {key: _text(d.get(key)) for key in ("milestone", "webhook_id", "trigger")}
-    queued["at"] = s["updated_at"]  # when the milestone was reached: the notice's timestamp
-    s["sink_queue"] = (*s["sink_queue"], queued)
+    queued = {
+        "milestone": milestone,
+        "webhook_id": _text(d.get("webhook_id")),
+        "trigger": _text(d.get("trigger")),
+        "at": s["updated_at"],  # when the milestone was reached: the notice's timestamp
+    }
+    s["sink_queue"] = (*queue, queued)
+
+
+def _queued(queue: tuple[Mapping[str, Any], ...], milestone: str) -> bool:
+    # A loop, not any() over a generator (made anew each call): the fold runs this for
+    # every sink event.
+    for queued in queue:  # noqa: SIM110
+        if queued["milestone"] == milestone:
+            return True
+    return False
 
 
 def _dequeue(s: Fields, milestone: str) -> None:
-    if any(q["milestone"] == milestone for q in s["sink_queue"]):
-        s["sink_queue"] = tuple(q for q in s["sink_queue"] if q["milestone"] != milestone)
+    queue = s["sink_queue"]
+    if _queued(queue, milestone):
+        s["sink_queue"] = tuple(q for q in queue if q["milestone"] != milestone)
 
 
 def _sink_delivered(s: Fields, d: Mapping[str, Any], m: Mapping[str, Any]) -> None:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from handlers import decisions
 from handlers.decisions import (
+    NO_COMMANDS,
     Command,
     CreateContract,
     FetchDocument,
@@ -155,3 +163,67 @@ def test_void_tells_the_sink_once_and_stops_work() -> None:
     current = fold(log.events)
     assert current is not None
     assert refine(SendContract({}), current) is None
+
+
+_MILESTONES = ("created", "sent", "synced", "failed", "voided")
+_STATUSES = ("DRAFT", "REDLINING", "SIGN", "EXECUTED", "VOIDED", "ON_HOLD")
+_ACTIVITIES = (
+    "CONTRACT_CREATED",
+    "CONTRACT_SENT_TO_COUNTERPARTY",
+    "CONTRACT_SIGNATURE_REQUESTED",
+    "CONTRACT_SIGNED",
+    "CONTRACT_EXECUTED",
+    "CONTRACT_VOIDED",
+    "CONTRACT_DELETED",
+)
+
+
+def _any_event(log: Log, rng: random.Random) -> None:
+    """Append one event of any type the handlers fold, with data of any plausible kind."""
+    milestone = {"milestone": rng.choice(_MILESTONES), "webhook_id": f"m{rng.randrange(3)}"}
+    makers: list[Callable[[], Any]] = [
+        lambda: log.requested(send=rng.choice([None, {}])),
+        lambda: log.add(EventType.SEND_REQUESTED, {"body": {}}, source="intake"),
+        lambda: log.add(EventType.CONTRACT_CREATE_INTENDED, {"attempt": 1}),
+        lambda: log.created(contract_status=rng.choice(_STATUSES)),
+        lambda: log.add(EventType.CONTRACT_NOT_FOUND, {}),
+        lambda: log.add(EventType.CONTRACT_SENT, {"composite_id": "T-7"}),
+        lambda: log.add(
+            EventType.STATUS_OBSERVED,
+            {"contract_status": rng.choice(_STATUSES), "by": rng.choice(["handler", "reconciler"])},
+        ),
+        lambda: log.webhook(rng.choice(_ACTIVITIES)),
+        lambda: log.add(EventType.KEY_POINTERS_STORED, {"key_pointers": {"a": 1}}),
+        lambda: log.add(EventType.DOCUMENT_STORED, {"path": "d.pdf", "sha256": "0", "bytes": 1}),
+        lambda: log.add(EventType.STEP_DEFERRED, {"step": rng.choice(["create", "send"])}),
+        lambda: log.add(EventType.CONTRACT_FAILED, {"step": rng.choice(["create", "send"])}),
+        lambda: log.add(EventType.SPOTDRAFT_CALL_RECORDED, {"operation": "get_status"}),
+        lambda: log.add(EventType.SINK_QUEUED, {**milestone, "trigger": "e1"}, source="sink"),
+        lambda: log.add(EventType.SINK_DELIVERED, {**milestone, "status": 204}, source="sink"),
+        lambda: log.add(EventType.SINK_ATTEMPT_FAILED, {**milestone, "error": "x"}, source="sink"),
+        lambda: log.add(EventType.SINK_GAVE_UP, {**milestone, "attempts": 9}, source="sink"),
+        lambda: log.add(EventType.RETRY_REQUESTED, {}, source="operator"),
+        lambda: log.add(EventType.RECONCILE_REQUESTED, {"reason": "r"}, source="reconciler"),
+    ]
+    rng.choice(makers)()
+
+
+def test_the_records_of_a_run_call_for_nothing_after_any_history(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``decide`` answers the events a command records as it runs (NO_COMMANDS) at once,
+    with nothing: after any history of any events, its whole table answers them so too."""
+    rng = random.Random(11)
+    checked: set[str] = set()
+    monkeypatch.setattr(decisions, "NO_COMMANDS", frozenset())  # the whole table, always
+    for _ in range(400):
+        log = Log()
+        for _ in range(rng.randrange(1, 30)):
+            _any_event(log, rng)
+        state: ContractState | None = None
+        for event in log.events:
+            if event.type in NO_COMMANDS:
+                assert decide(state, event) == [], (event.type, state)
+                checked.add(event.type)
+            state = apply(state, event)
+    assert checked == NO_COMMANDS

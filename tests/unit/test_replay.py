@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bench.logs import fill
 from eventstore import MemoryEventStore, NewEvent, RecordedEvent
 from handlers.decisions import CONTRACTS_PATH, Command, PullKeyPointers, SendContract, decide
 from handlers.replay import ContractReplay, replay_log, replay_stream
@@ -231,3 +232,112 @@ async def test_a_whole_log_until_a_position_counts_what_was_recorded_after_it(
         assert alone is not None
         assert _summary(replay) == _summary(alone)
         assert replay.difference_count == 0
+
+
+async def _realistic_log() -> MemoryEventStore:
+    """Whole lifecycles (as the bench's logs), then contracts that went wrong: a
+    duplicated execution, a sink that gave up and a retry, a create whose outcome was
+    lost and looked up, a failure and a void."""
+    store = MemoryEventStore()
+    await fill(store, 600, window=20)
+
+    async def append(stream: str, *events: NewEvent) -> RecordedEvent:
+        result = await store.append(stream, list(events), expected_version=None)
+        return result.events[-1]
+
+    def caused(trigger: RecordedEvent, type_: str, data: dict[str, Any], source: Any = "api"):
+        return NewEvent(type_, data, source, causation_id=trigger.event_id)
+
+    odd = contract_stream("odd-executed")
+    requested = await append(
+        odd, NewEvent(EventType.CONTRACT_REQUESTED, _request("odd-executed"), "intake")
+    )
+    created = await append(
+        odd,
+        caused(requested, EventType.CONTRACT_CREATE_INTENDED, {"attempt": 1}),
+        caused(requested, EventType.CONTRACT_CREATED, {"id": "T-9", "contract_id": 9}),
+    )
+    executed = {"activity": "CONTRACT_EXECUTED", "contract_id": 9}
+    first = await append(odd, NewEvent(EventType.WEBHOOK_RECEIVED, executed, "webhook"))
+    await append(odd, NewEvent(EventType.WEBHOOK_RECEIVED, executed, "webhook"))
+    await append(
+        odd,
+        caused(first, EventType.KEY_POINTERS_STORED, {"key_pointers": {"a": 1}}),
+        caused(
+            created, EventType.SINK_QUEUED, {"milestone": "created", "webhook_id": "m1"}, "sink"
+        ),
+        caused(
+            created, EventType.SINK_GAVE_UP, {"milestone": "created", "webhook_id": "m1"}, "sink"
+        ),
+    )
+    retry = await append(odd, NewEvent(EventType.RETRY_REQUESTED, {}, "operator"))
+    await append(
+        odd,
+        caused(
+            retry, EventType.SINK_DELIVERED, {"milestone": "created", "webhook_id": "m1"}, "sink"
+        ),
+    )
+
+    lost = contract_stream("odd-lost")
+    requested = await append(
+        lost, NewEvent(EventType.CONTRACT_REQUESTED, _request("odd-lost"), "intake")
+    )
+    await append(
+        lost,
+        caused(requested, EventType.CONTRACT_CREATE_INTENDED, {"attempt": 1}),
+        caused(requested, EventType.STEP_DEFERRED, {"step": "create", "reason": "timeout"}),
+    )
+    nudge = await append(
+        lost, NewEvent(EventType.RECONCILE_REQUESTED, {"reason": "r"}, "reconciler")
+    )
+    await append(
+        lost,
+        caused(
+            nudge,
+            EventType.CONTRACT_CREATED,
+            {"id": "T-8", "contract_id": 8, "found_by_lookup": True},
+        ),
+    )
+
+    failed = contract_stream("odd-failed")
+    requested = await append(
+        failed, NewEvent(EventType.CONTRACT_REQUESTED, _request("odd-failed"), "intake")
+    )
+    created = await append(
+        failed, caused(requested, EventType.CONTRACT_CREATED, {"id": "T-7", "contract_id": 7})
+    )
+    await append(
+        failed,
+        caused(created, EventType.CONTRACT_FAILED, {"step": "send", "message": "m", "fix": "f"}),
+        NewEvent(EventType.WEBHOOK_RECEIVED, {"activity": "CONTRACT_VOIDED"}, "webhook"),
+    )
+    return store
+
+
+def _request(external_id: str) -> dict[str, Any]:
+    return {"external_id": external_id, "request": {"contract_name": "MSA"}, "send": {}}
+
+
+@pytest.mark.parametrize("decide_fn", [decide, _no_send], ids=["handlers", "changed"])
+@pytest.mark.parametrize("halfway", [False, True], ids=["whole", "until halfway"])
+async def test_stream_by_stream_and_in_log_order_replay_a_realistic_log_alike(
+    decide_fn: Any, halfway: bool
+) -> None:
+    """Over whole lifecycles and contracts that went wrong, replaying the store stream
+    by stream (each contract folded in place) finds the contracts, differences and states
+    that replaying an export in log order finds, up to the end or a position halfway."""
+    store = await _realistic_log()
+    until = await store.last_position() // 2 if halfway else None
+    by_stream = {
+        r.external_id: _summary(r)
+        async for r in replay_log(store, decide_fn=decide_fn, until=until, workers=0)
+    }
+    in_order = {
+        r.external_id: _summary(r)
+        async for r in replay_log(_ExportedLog(store), decide_fn=decide_fn, until=until)
+    }
+    assert by_stream == in_order
+    assert len(by_stream) > 20
+    assert halfway or {"odd-executed", "odd-lost", "odd-failed"} <= by_stream.keys()
+    if decide_fn is _no_send:
+        assert sum(bool(steps) for _, steps, _ in by_stream.values()) > 10
