@@ -613,11 +613,13 @@ async def _replay_in_workers(
     # their replays are yielded in name order. The pool's futures outlive each yield, as
     # no task group may (a caller can stop iterating at any yield); a range's replays wait
     # for their turn, so at most ``workers`` + 1 ranges' worth is held, however long the log.
-    parts = max(workers * 2, await store.last_position() // RANGE_EVENTS)
-    bounds = await store.split_streams(CONTRACT_STREAM_PREFIX, parts)
     context = multiprocessing.get_context("spawn")  # no fork of a process with threads
     pool = ProcessPoolExecutor(workers, mp_context=context)
     try:
+        for _ in range(workers):
+            pool.submit(_started)  # each starts (and imports this module) while the log is split
+        parts = max(workers * 2, await store.last_position() // RANGE_EVENTS)
+        bounds = await store.split_streams(CONTRACT_STREAM_PREFIX, parts)
         pending: deque[Future[list[ContractReplay]]] = deque()
         for start, stop in itertools.pairwise([None, *bounds, None]):
             pending.append(pool.submit(replay_range_in_worker, job, start, stop))
@@ -629,6 +631,10 @@ async def _replay_in_workers(
                 yield replay
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _started() -> None:
+    """Nothing: a worker process imports this module to run it, so it is ready to replay."""
 
 
 async def _result(future: Future[list[ContractReplay]]) -> list[ContractReplay]:
