@@ -14,7 +14,9 @@ a deploy or a night is waited for: the pauses double from half a second up to an
 and the delivery gives up only once the next attempt would start more than
 ``give_up_after`` (a day) after the first, about 30 attempts in all (or after
 ``max_attempts``, when given). The caller then parks it for an operator's retry. A
-delivery that gets through cuts every other one's wait short: the sink is back.
+delivery that gets through cuts every other one's wait short: the sink is back. A
+delivery taken up again after a restart goes on from its earlier attempts (``Resumed``):
+their count, and the day that began at the first of them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -49,6 +52,14 @@ class SinkAttempt:
     @property
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """The attempts a delivery made before it was taken up again (by a restarted daemon)."""
+
+    attempts: int
+    first_at: datetime  # when the first of them was made
 
 
 def secret_key(secret: str) -> bytes:
@@ -125,18 +136,23 @@ class Sink:
         on_attempt: Callable[[SinkAttempt], Awaitable[None]],
         *,
         occurred_at: str | None = None,
+        resumed: Resumed | None = None,
     ) -> bool:
         """POST until a 2xx, or until the attempts run out (``max_attempts``, or the next
         one due past ``give_up_after``); True when delivered.
 
         ``occurred_at``: when the milestone was reached (ISO 8601; default now), the
         body's ``timestamp`` as Standard Webhooks has it; ``webhook-timestamp`` is the
-        time of each attempt.
+        time of each attempt. ``resumed``: the attempts made before a restart, counted
+        on from (the first one made now is tried at once: the sink may be back).
         """
         stamp = occurred_at or format_timestamp(utcnow())
         body = orjson.dumps({"type": f"contract.{milestone}", "timestamp": stamp, "data": data})
         started = anyio.current_time()
         attempt = 0
+        if resumed is not None:
+            attempt = resumed.attempts
+            started -= max(0.0, (utcnow() - resumed.first_at).total_seconds())
         while True:
             attempt += 1
             result = await self._post(attempt, webhook_id, body)

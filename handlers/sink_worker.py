@@ -9,14 +9,16 @@ notices, never the SpotDraft work of other contracts, nor the next steps of this
 What is left to deliver is part of the contract's state (``sink_queue``), so a restart
 loses nothing: at start the workers take up every contract whose read-model row says it
 has milestones queued, and the handlers wake them for each new one. Every attempt is
-recorded (``SinkAttemptFailed``, ``SinkDelivered``) and a delivery that runs out of
-attempts is parked (``SinkGaveUp``) with the milestones queued behind it held back, so
+recorded (``SinkAttemptFailed``, ``SinkDelivered``), so a delivery taken up after a
+restart goes on counting its attempts and its day from the first one (``earlier_attempts``:
+a daemon restarted every night still gives up on a sink down for good), and a delivery
+that runs out of attempts is parked (``SinkGaveUp``) with the milestones queued behind it held back, so
 the sink never hears them out of turn; ``spotsync parked retry`` sends them again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -24,8 +26,8 @@ import structlog
 from anyio.abc import TaskStatus
 from structlog.contextvars import bound_contextvars
 
-from eventstore import EventStore, NewEvent
-from handlers.sink import Sink, SinkAttempt
+from eventstore import EventStore, NewEvent, RecordedEvent
+from handlers.sink import Resumed, Sink, SinkAttempt
 from projections.contract import ContractState, fold, public_view
 from projections.events import EventType, contract_stream, external_id_of
 from projections.runner import contracts_where
@@ -40,6 +42,30 @@ RETRY_AFTER_SECONDS = 30.0
 async def queued_contracts(store: EventStore) -> list[str]:
     """The contracts whose read-model row says notices are queued for the sink."""
     return [key for key, _ in await contracts_where(store, "_sink_pending", "yes")]
+
+
+def earlier_attempts(history: Sequence[RecordedEvent], queued: Mapping[str, Any]) -> Resumed | None:
+    """The failed attempts the log shows for the delivery ``queued`` since it was queued
+    (or queued again by an operator's retry): what a restarted daemon goes on from."""
+    milestone, webhook_id = queued.get("milestone"), queued.get("webhook_id")
+    attempts: list[RecordedEvent] = []
+    for event in reversed(history):
+        if event.type == EventType.RETRY_REQUESTED:
+            break
+        if event.data.get("milestone") != milestone:
+            continue
+        if event.type == EventType.SINK_ATTEMPT_FAILED:
+            if event.data.get("webhook_id") == webhook_id:
+                attempts.append(event)
+        elif event.type in (
+            EventType.SINK_QUEUED,
+            EventType.SINK_DELIVERED,
+            EventType.SINK_GAVE_UP,
+        ):
+            break
+    if not attempts:
+        return None
+    return Resumed(len(attempts), attempts[-1].recorded_at)
 
 
 class SinkWorker:
@@ -130,10 +156,12 @@ class SinkWorker:
             while True:
                 self._again.discard(stream)
                 try:
-                    state = fold(await self.store.read_stream(stream))
+                    history = await self.store.read_stream(stream)
+                    state = fold(history)
                     if state is None or not state.sink_queue:
                         return
-                    await self._deliver(state, state.sink_queue[0])
+                    queued = state.sink_queue[0]
+                    await self._deliver(state, queued, earlier_attempts(history, queued))
                 except Exception:
                     # The store failed (a delivery that failed is recorded, not raised):
                     # what is queued stays queued, for the contract's next event or
@@ -143,7 +171,9 @@ class SinkWorker:
                     self._failed[stream] = None
                     return
 
-    async def _deliver(self, current: ContractState, queued: Mapping[str, Any]) -> None:
+    async def _deliver(
+        self, current: ContractState, queued: Mapping[str, Any], resumed: Resumed | None
+    ) -> None:
         milestone = str(queued["milestone"])
         webhook_id = str(queued["webhook_id"])
         trigger = queued.get("trigger")
@@ -188,7 +218,7 @@ class SinkWorker:
         at = queued.get("at")
         occurred_at = at if isinstance(at, str) else None
         if not await self.sink.deliver(
-            webhook_id, milestone, data, record, occurred_at=occurred_at
+            webhook_id, milestone, data, record, occurred_at=occurred_at, resumed=resumed
         ):
             fact = {**base, "attempts": attempts, "error": last_error}
             await self._record(current, trigger, EventType.SINK_GAVE_UP, fact)

@@ -19,7 +19,7 @@ from handlers.documents import document_file_name
 from handlers.parked import retry_parked
 from handlers.reconciler import reconcile_once
 from handlers.sink import Sink, SinkAttempt, sign
-from handlers.sink_worker import SinkWorker, queued_contracts
+from handlers.sink_worker import SinkWorker, earlier_attempts, queued_contracts
 from projections.events import EventType, contract_stream
 from projections.runner import ContractProjection, catch_up
 from tests.unit.test_handlers_support import (
@@ -157,6 +157,80 @@ async def test_a_notice_given_up_on_records_how_many_attempts_it_took(tmp_path: 
     assert state.sink_parked is not None
     assert state.sink_parked["attempts"] == 1
     assert state.sink_parked["error"] == "the sink answered 503"
+
+
+async def test_a_delivery_taken_up_after_a_restart_counts_its_day_from_its_first_attempt() -> None:
+    """A notice whose sink has been down for most of a day when the daemon restarts goes
+    on from the attempts the log shows: numbered on, and given up on once its day is
+    over, not given a new day by each restart."""
+    requests = 0
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        nonlocal requests
+        requests += 1
+        return httpx.Response(503)
+
+    store = MemoryEventStore()
+    stream = contract_stream("deal-1")
+    began = utcnow() - timedelta(hours=23, minutes=59)
+    base = {"milestone": "created", "webhook_id": "msg_1"}
+    failed = [
+        NewEvent(
+            EventType.SINK_ATTEMPT_FAILED,
+            {**base, "status": 503, "attempt": n, "error": "the sink answered 503"},
+            "api",
+            recorded_at=began + timedelta(seconds=n),
+        )
+        for n in (1, 2, 3)
+    ]
+    await store.append(
+        stream,
+        [
+            NewEvent(EventType.CONTRACT_CREATED, {"id": "T-1", "contract_id": 1}, "api"),
+            NewEvent(EventType.SINK_QUEUED, {**base, "trigger": None}, "api", recorded_at=began),
+            *failed,
+        ],
+        expected_version=None,
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        # Pauses of minutes from the fourth attempt on: its day is over before the fifth.
+        sink = Sink("https://crm.test/hook", None, http=http, base_delay=60.0)
+        worker = SinkWorker(store, sink)
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                await tg.start(worker.run)
+                worker.wake(stream)
+                while (await state_of(store)).sink_parked is None:
+                    await store.wait_for_append(await store.last_position())
+                tg.cancel_scope.cancel()
+    history = await store.read_stream(stream)
+    attempts = [e.data["attempt"] for e in history if e.type == EventType.SINK_ATTEMPT_FAILED]
+    assert attempts == [1, 2, 3, 4]
+    assert requests == 1
+    parked = (await state_of(store)).sink_parked
+    assert parked is not None
+    assert parked["attempts"] == 4
+
+
+async def test_a_retry_after_a_restart_gives_the_delivery_a_day_of_its_own() -> None:
+    """Attempts made before an operator's retry are not counted against it."""
+    history = [
+        _event(EventType.SINK_QUEUED, {"milestone": "sent", "webhook_id": "m"}),
+        _event(EventType.SINK_ATTEMPT_FAILED, {"milestone": "sent", "webhook_id": "m"}),
+        _event(EventType.SINK_GAVE_UP, {"milestone": "sent", "webhook_id": "m"}),
+        _event(EventType.RETRY_REQUESTED, {}),
+        _event(EventType.SINK_ATTEMPT_FAILED, {"milestone": "sent", "webhook_id": "m"}),
+    ]
+    queued = {"milestone": "sent", "webhook_id": "m"}
+    resumed = earlier_attempts(history, queued)
+    assert resumed is not None
+    assert (resumed.attempts, resumed.first_at) == (1, history[-1].recorded_at)
+    assert earlier_attempts(history[:4], queued) is None
+    assert earlier_attempts(history, {"milestone": "synced", "webhook_id": "n"}) is None
+
+
+def _event(type_: str, data: dict[str, object]) -> RecordedEvent:
+    return RecordedEvent(1, "contract-deal-1", 1, type_, data, {"event_id": "e"}, utcnow())
 
 
 async def test_sink_told_of_each_milestone_and_synced_waits_for_it(tmp_path: Path) -> None:
