@@ -10,10 +10,11 @@ What is left to deliver is part of the contract's state (``sink_queue``), so a r
 loses nothing: at start the workers take up every contract whose read-model row says it
 has milestones queued, and the handlers wake them for each new one. Every attempt is
 recorded (``SinkAttemptFailed``, ``SinkDelivered``), so a delivery taken up after a
-restart goes on counting its attempts and its day from the first one (``earlier_attempts``:
-a daemon restarted every night still gives up on a sink down for good), and a delivery
-that runs out of attempts is parked (``SinkGaveUp``) with the milestones queued behind it held back, so
-the sink never hears them out of turn; ``spotsync parked retry`` sends them again.
+restart counts its attempts and its day on from the first one (``earlier_attempts``: a
+daemon restarted every night still gives up on a sink down for good). A delivery that
+runs out of attempts is parked (``SinkGaveUp``) with the milestones queued behind it
+held back, so the sink never hears them out of turn; ``spotsync parked retry`` sends
+them again.
 """
 
 from __future__ import annotations
