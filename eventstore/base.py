@@ -12,14 +12,16 @@ together with what they describe:
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import anyio
 import orjson
 
-from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp
+from eventstore.envelope import NewEvent, RecordedEvent, format_timestamp, parse_timestamp
 from eventstore.errors import (
     ConcurrencyError,
     EventIdConflictError,
@@ -360,6 +362,21 @@ def decode_stream_rows(rows: Iterable[Sequence[Any]], decoded: bool) -> list[Str
         return [(p, s, v, t, d, m, at) for p, s, v, t, d, m, at in rows]
     loads = orjson.loads
     return [(p, s, v, t, loads(d), loads(m), at) for p, s, v, t, d, m, at in rows]
+
+
+def decode_row(row: Sequence[Any]) -> RecordedEvent:
+    """An event from its row as stored (position, stream, version, type, data, metadata,
+    recorded_at): a SQLite row, or a ``StreamRow`` read with ``decoded=False``."""
+    loads = orjson.loads
+    return RecordedEvent(
+        row[0], row[1], row[2], row[3], loads(row[4]), loads(row[5]), _timestamp(row[6])
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _timestamp(text: str) -> datetime:
+    # A group commit stamps all its events alike, so reads parse few distinct times.
+    return parse_timestamp(text)
 
 
 def stream_rows(

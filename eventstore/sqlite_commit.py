@@ -22,13 +22,13 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
 from itertools import chain
 from typing import Any
 
 import orjson
 
-from eventstore.envelope import RecordedEvent, parse_timestamp
+from eventstore.base import decode_row
+from eventstore.envelope import RecordedEvent
 from eventstore.errors import AppendOnlyError, EventStoreError, PersistenceError
 from eventstore.groupcommit import Append, AppendBatch, Batch, Job, Planned, Row, plan_append
 from eventstore.migrations import queries
@@ -198,21 +198,6 @@ def max_position(db: sqlite3.Connection) -> int:
 
 def decode_rows(rows: Sequence[Any]) -> list[RecordedEvent]:
     return [decode_row(row) for row in rows]
-
-
-def decode_row(row: Sequence[Any]) -> RecordedEvent:
-    """An event from its row as stored (position, stream, version, type, data, metadata,
-    recorded_at)."""
-    loads = orjson.loads
-    return RecordedEvent(
-        row[0], row[1], row[2], row[3], loads(row[4]), loads(row[5]), _timestamp(row[6])
-    )
-
-
-@functools.lru_cache(maxsize=4096)
-def _timestamp(text: str) -> datetime:
-    # A group commit stamps all its events alike, so reads parse few distinct times.
-    return parse_timestamp(text)
 
 
 def translate(exc: sqlite3.Error) -> EventStoreError:

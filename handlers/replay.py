@@ -45,6 +45,7 @@ import anyio.to_thread
 import orjson
 
 from eventstore import EventStore, StreamRow, open_store
+from eventstore.base import decode_row
 from eventstore.envelope import RecordedEvent, parse_timestamp
 from handlers.decisions import NO_COMMANDS, Command, NotifySink, decide, refine
 from projections.contract import (
@@ -276,17 +277,7 @@ class _OpenStream:
             row = self.seen.pop(trigger_id, None)
             if row is None:
                 return
-            position, stream, version, type_, data, metadata, stamp = row
-            event = RecordedEvent(
-                position,
-                stream,
-                version,
-                type_,
-                orjson.loads(data),
-                orjson.loads(metadata),
-                parse_timestamp(stamp),
-            )
-            step = Step(event, [])
+            step = Step(decode_row(row), [])
             self.add(step)
         if name not in step.recorded:
             step.recorded.append(name)
@@ -393,7 +384,7 @@ class Replayer:
                 if name is not None:
                     contract.record(str(cause), name)
             fields = contract.fields
-            if bounded and self._past_until(position, stamp):
+            if bounded and self._past_until(position, contract.moment(stamp)):
                 if not contract.past_until and contract.events:
                     contract.at_until = snapshot(fields)  # the state at ``until``
                 contract.past_until = True
@@ -449,14 +440,10 @@ class Replayer:
         else:
             contract.seen[kept.event_id] = kept
 
-    def _past_until(self, position: int, recorded_at: datetime | str) -> bool:
+    def _past_until(self, position: int, recorded_at: datetime) -> bool:
         if self.until is not None and position > self.until:
             return True
-        if self.until_time is None:
-            return False
-        if isinstance(recorded_at, str):
-            recorded_at = parse_timestamp(recorded_at)
-        return recorded_at > self.until_time
+        return self.until_time is not None and recorded_at > self.until_time
 
     def _finish(self, stream: str, contract: _Contract) -> ContractReplay | None:
         return self._summary(

@@ -267,10 +267,7 @@ def apply(
 
     ``stamp``: the event's ``recorded_at`` as ISO text, when the caller read it so.
     """
-    if state is None:
-        fields = _initial(external_id_of(event.stream) or event.stream)
-    else:
-        fields = state.__dict__.copy()  # the one copy: the fold then works in place
+    fields = fields_of(state, event.stream)  # the one copy: the fold then works in place
     if stamp is None:
         stamp = _timestamp(event.recorded_at)
     advance(fields, event.position, event.version, event.type, event.data, event.metadata, stamp)
