@@ -168,7 +168,7 @@ def serve(port: int, database: str) -> None:
     from daemon.config import load_settings
     from daemon.http import create_app
     from daemon.logging import configure_logging
-    from daemon.runtime import share_the_gil
+    from daemon.runtime import tune_the_interpreter
     from daemon.serving import bind, serve_app
     from eventstore import NewEvent, open_store
     from projections.events import EventType, contract_stream
@@ -177,7 +177,7 @@ def serve(port: int, database: str) -> None:
         await request.body()
         return JSONResponse({"status": "stored", "position": 0})
 
-    share_the_gil()  # as `spotsync run` does
+    tune_the_interpreter()  # as `spotsync run` does
 
     async def main() -> None:
         configure_logging(

@@ -12,7 +12,7 @@ from daemon.cli import CommandError
 from daemon.commands import startup_failure
 from daemon.config import Settings, load_settings
 from daemon.logging import configure_logging
-from daemon.runtime import Daemon, share_the_gil
+from daemon.runtime import Daemon, tune_the_interpreter
 from eventstore import EventStoreError
 
 HELP = "the daemon: HTTP server (webhooks, intake, query API), handlers, reconciler and sink"
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         json=args.log_format == "json", secrets=_secrets(settings), cache_loggers=True
     )
     daemon = Daemon(settings, insecure_local=args.insecure_local)
-    share_the_gil()
+    tune_the_interpreter()
     try:
         anyio.run(_serve, daemon)
     except (OSError, EventStoreError) as exc:
