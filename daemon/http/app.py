@@ -26,7 +26,7 @@ from daemon.http.limits import DEFAULT_MAX_BODY_BYTES
 from daemon.http.metrics import CONTENT_TYPE_LATEST, Metrics
 from daemon.http.openapi import openapi_document
 from daemon.http.queries import contract_events, get_contract, list_contracts
-from daemon.http.webhooks import KnownStreams, WebhookEndpoint, decode_hmac_key
+from daemon.http.webhooks import WebhookEndpoint, decode_hmac_key
 from eventstore import EventStore
 
 log = structlog.get_logger("spotsync.http")
@@ -137,8 +137,16 @@ def create_app(
         raise ValueError("SPOTSYNC_API_TOKEN is required (or run with --insecure-local)")
     if config.api_token is not None and not config.api_token.strip():
         raise ValueError("SPOTSYNC_API_TOKEN must not be blank")
+    metrics = metrics if metrics is not None else Metrics()
+    webhooks = WebhookEndpoint(
+        store,
+        metrics,
+        decode_hmac_key(config.hmac_key),
+        max_body_bytes=max_body_bytes,
+        id_map_wait=id_map_wait,
+    )
     routes = [
-        Route("/webhooks/spotdraft", WebhookEndpoint(), methods=["POST"]),
+        Route("/webhooks/spotdraft", webhooks, methods=["POST"]),
         Route("/v1/contracts", protected(contracts_collection), methods=["GET", "POST"]),
         Route("/v1/contracts/{external_id}", protected(get_contract), methods=["GET"]),
         Route("/v1/contracts/{external_id}/send", protected(send_contract), methods=["POST"]),
@@ -157,14 +165,11 @@ def create_app(
     # A path with a slash too many is a JSON 404 like any unknown path, not an empty 307.
     app.router.redirect_slashes = False
     app.state.store = store
-    app.state.metrics = metrics if metrics is not None else Metrics()
+    app.state.metrics = metrics
     app.state.api_token = None if config.api_token is None else config.api_token.encode("utf-8")
-    app.state.hmac_key = decode_hmac_key(config.hmac_key)
     app.state.max_body_bytes = max_body_bytes
     app.state.subscriptions_running = subscriptions_running
     app.state.lag_checkpoints = tuple(lag_checkpoints)
     app.state.on_scrape = on_scrape
     app.state.openapi = openapi_document(bearer=config.api_token is not None)
-    app.state.known_streams = KnownStreams()
-    app.state.id_map_wait = id_map_wait
     return app

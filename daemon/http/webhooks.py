@@ -182,37 +182,53 @@ async def _mapped(store: EventStore, contract_id: int) -> str | None:
 class WebhookEndpoint:
     """``POST /webhooks/spotdraft`` as a plain ASGI app.
 
-    This is the daemon's hot path (SpotDraft may deliver in bursts), so it reads the two
-    headers it needs and the body straight from the ASGI messages, and answers with two
-    messages of its own, without the per-request objects of a starlette endpoint.
-    Errors are raised as ``ApiError``, answered by the app's exception handlers.
+    This is the daemon's hot path (SpotDraft may deliver in bursts), so it holds what it
+    needs from the start, reads the two headers it needs and the body straight from the
+    ASGI messages, and answers with two messages of its own, without the per-request
+    objects of a starlette endpoint. Errors are raised as ``ApiError``, answered by the
+    app's exception handlers.
     """
 
+    def __init__(
+        self,
+        store: EventStore,
+        metrics: Metrics,
+        hmac_key: bytes | None,
+        *,
+        max_body_bytes: int,
+        id_map_wait: float,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.hmac_key = hmac_key
+        self.max_body_bytes = max_body_bytes
+        self.id_map_wait = id_map_wait
+        self.known_streams = KnownStreams()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state = scope["app"].state
-        metrics: Metrics = state.metrics
+        metrics = self.metrics
         declared = presented = None
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = value
             elif name == _SIGNATURE_HEADER_BYTES:
                 presented = value.decode("latin-1")
-        body = await receive_body(receive, declared, state.max_body_bytes)
+        body = await receive_body(receive, declared, self.max_body_bytes)
         if not presented:
             metrics.webhook_refused("missing")
             log.warning("webhook refused: no signature", bytes=len(body))
             raise ApiError(
                 401, f"the {SIGNATURE_HEADER} header is missing", code="invalid_signature"
             )
-        if not signature_ok(state.hmac_key, body, presented):
+        if not signature_ok(self.hmac_key, body, presented):
             metrics.webhook_refused("invalid")
             log.warning("webhook refused: signature does not match", bytes=len(body))
             raise ApiError(401, "the webhook signature does not match", code="invalid_signature")
 
         delivery = Delivery.parse(body)
-        store: EventStore = state.store
+        store = self.store
         stream, external_id = await resolve_stream(
-            store, delivery, state.known_streams, id_map_wait=state.id_map_wait
+            store, delivery, self.known_streams, id_map_wait=self.id_map_wait
         )
         data = {
             "activity": delivery.activity,
