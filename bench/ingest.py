@@ -184,7 +184,8 @@ def serve(port: int, database: str) -> None:
             json=True, level=os.environ.get("BENCH_LOG_LEVEL", "INFO"), cache_loggers=True
         )
         settings = load_settings(api_token="bench-token")
-        store = await open_store(os.environ.get("BENCH_DATABASE", database))
+        url = os.environ.get("BENCH_DATABASE", database)
+        store = await open_store(url, writer_process=True)  # as `spotsync run` opens it
         for n in range(CONTRACTS):
             external_id = f"bench-deal-{n:05d}"
             event = NewEvent(EventType.CONTRACT_REQUESTED, {"external_id": external_id}, "intake")

@@ -35,10 +35,12 @@ __all__ = [
 ]
 
 
-async def open_store(url: str) -> EventStore:
+async def open_store(url: str, *, writer_process: bool = False) -> EventStore:
     """Open the backend that ``url`` names: ``memory:``, a ``postgresql://`` URL, or a file path.
 
     The caller closes it (``async with await open_store(url) as store``).
+    ``writer_process``: for SQLite, commits run in a process of their own (for a daemon
+    that serves while it writes: ``SQLiteEventStore.open``); other backends ignore it.
     """
     if url == "memory:":
         return MemoryEventStore()
@@ -48,4 +50,4 @@ async def open_store(url: str) -> EventStore:
         return await PostgresEventStore.open(url)
     from eventstore.sqlite import SQLiteEventStore
 
-    return await SQLiteEventStore.open(url)
+    return await SQLiteEventStore.open(url, writer_process=writer_process)

@@ -29,6 +29,9 @@ class ConcurrencyError(EventStoreError):
             "read the stream again and retry"
         )
 
+    def __reduce__(self) -> tuple[type[ConcurrencyError], tuple[str, int, int]]:
+        return (type(self), (self.stream, self.expected, self.actual))  # as it was made
+
 
 class EventIdConflictError(EventStoreError):
     """An append mixed event ids that are already stored with new ones; retry the exact batch."""

@@ -13,8 +13,10 @@ unique index. Then the transaction starts over, and the batch is planned from wh
 Few statements matter as much as little work: the event loop's thread holds the GIL
 most of the time, and each statement costs this thread a wait to get it back.
 
-Any other write (checkpoints, documents) is a function run in its own savepoint, so one
-failing job never fails the rest of its batch.
+Any other write (checkpoints, documents) is a run of named statements (``Statements``)
+in its own savepoint, so one failing job never fails the rest of its batch. Every job is
+data, not a function: the commit runs in the store's writer process
+(``eventstore.sqlite_writer``).
 """
 
 from __future__ import annotations
@@ -22,20 +24,50 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from eventstore.base import decode_row
 from eventstore.envelope import RecordedEvent
 from eventstore.errors import AppendOnlyError, EventStoreError, PersistenceError
-from eventstore.groupcommit import Append, AppendBatch, Batch, Job, Planned, Row, plan_append
+from eventstore.groupcommit import Append, AppendBatch, Batch, Planned, Row, plan_append
 from eventstore.migrations import queries
 
 Q = queries("sqlite")
 _ROWS_PER_INSERT = 128  # 1024 parameters a statement, well inside SQLite's limit
 _HEAD_STREAMS = 10_000  # stream versions remembered; past that, forgotten and looked up
+
+
+class Slot(Protocol):
+    """A job of a commit: what to write (``payload``), and where its outcome goes."""
+
+    payload: Any
+    result: Any
+    error: BaseException | None
+
+
+@dataclass(slots=True)
+class Statements:
+    """A write that is not an append (a checkpoint, projection documents): named queries,
+    each run on its rows, in order."""
+
+    steps: list[tuple[str, list[tuple[Any, ...]]]]
+
+    def run(self, db: sqlite3.Connection) -> None:
+        for query, rows in self.steps:
+            db.executemany(Q[query], rows)
+
+
+def prepare_writer(db: sqlite3.Connection) -> None:
+    """A connection that writes: WAL, and a commit returns only once it is on disk."""
+    db.execute("PRAGMA busy_timeout = 10000")
+    mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise PersistenceError(f"could not switch the database to WAL mode (it is {mode})")
+    db.execute("PRAGMA synchronous = FULL")
 
 
 class Head:
@@ -72,12 +104,12 @@ class Head:
         self.versions.clear()
 
 
-def commit(jobs: list[Job[Any]], head: Head, db: sqlite3.Connection) -> int:
+def commit(jobs: Sequence[Slot], head: Head, db: sqlite3.Connection) -> int:
     """One transaction for every queued job; a job that fails is left out alone.
 
     Returns the last position of the log after the commit (0 when no append said).
     """
-    appending: list[Job[Any]] = []
+    appending: list[Slot] = []
     only_appends = True
     for job in jobs:
         if isinstance(job.payload, Append):
@@ -113,7 +145,7 @@ def commit(jobs: list[Job[Any]], head: Head, db: sqlite3.Connection) -> int:
             if not isinstance(job.payload, Append | AppendBatch):
                 db.execute("SAVEPOINT job")
                 try:
-                    job.result = job.payload(db)
+                    job.result = job.payload.run(db)
                 except sqlite3.Error as exc:
                     db.execute("ROLLBACK TO job")
                     job.error = translate(exc)
@@ -131,9 +163,7 @@ def commit(jobs: list[Job[Any]], head: Head, db: sqlite3.Connection) -> int:
     return head.last or 0
 
 
-def _plan_from_memory(
-    head: Head, appending: list[Job[Any]]
-) -> tuple[Batch, list[Planned]] | None:
+def _plan_from_memory(head: Head, appending: list[Slot]) -> tuple[Batch, list[Planned]] | None:
     """The batch planned against ``head``, or None when the head is unknown or an append
     would be refused: refusals are decided against the database."""
     batch = head.batch([job.payload for job in appending]) if appending else None
@@ -145,7 +175,7 @@ def _plan_from_memory(
         return None
 
 
-def _planned(head: Head, appending: list[Job[Any]], planned: tuple[Batch, list[Planned]]) -> int:
+def _planned(head: Head, appending: list[Slot], planned: tuple[Batch, list[Planned]]) -> int:
     """Hand out the outcomes of a batch planned from memory, now that it is committed."""
     batch, outcomes = planned
     for job, outcome in zip(appending, outcomes, strict=True):
@@ -154,7 +184,7 @@ def _planned(head: Head, appending: list[Job[Any]], planned: tuple[Batch, list[P
     return batch.next_position - 1
 
 
-def _from_database(db: sqlite3.Connection, appending: list[Job[Any]]) -> Batch:
+def _from_database(db: sqlite3.Connection, appending: list[Slot]) -> Batch:
     batch = look_up(db, [job.payload for job in appending])
     for job in appending:
         try:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -33,10 +39,13 @@ pytestmark = pytest.mark.anyio
 
 
 class TestSQLiteEventStore(EventStoreContract):
-    @pytest.fixture
-    def open_store(self, tmp_path: Path) -> StoreFactory:
+    @pytest.fixture(params=["thread", "process"])
+    def open_store(self, tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+        """The contract holds whichever side of the writer commits run on."""
+        writer_process = request.param == "process"
+
         async def open_() -> EventStore:
-            return await open_store(str(tmp_path / "events.db"))
+            return await open_store(str(tmp_path / "events.db"), writer_process=writer_process)
 
         return open_
 
@@ -155,15 +164,16 @@ async def test_two_batches_in_flight_keep_the_log_gap_free(
             assert [e.data["n"] for e in await store.read_stream(f"w{w}")] == list(range(20))
 
 
+@pytest.mark.parametrize("writer_process", [False, True])
 async def test_appends_planned_from_memory_see_other_writers_and_stored_ids(
-    tmp_path: Path,
+    tmp_path: Path, writer_process: bool
 ) -> None:
     """The writer plans from what it committed last; another store's appends to the file
     and ids stored before are still seen: refusals, duplicates, gap-free positions."""
     path = str(tmp_path / "events.db")
-    async with await SQLiteEventStore.open(path) as ours, await SQLiteEventStore.open(
-        path
-    ) as theirs:
+    async with await SQLiteEventStore.open(
+        path, writer_process=writer_process
+    ) as ours, await SQLiteEventStore.open(path) as theirs:
         first = event(1)
         await ours.append("s", [first], expected_version=0)
         await theirs.append("s", [event(2)], expected_version=1)
@@ -247,3 +257,98 @@ async def test_a_rebuild_or_import_is_refused_while_a_daemon_holds_the_store(
         await daemon.close()
     assert await anyio.to_thread.run_sync(main, ["projections", "rebuild"]) == 0
     assert "rebuilt the contract read models up to position 1" in capsys.readouterr().out
+
+
+def _ended(pid: int) -> bool:
+    """Whether the process is gone, or a zombie nobody has reaped yet."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Poll ``condition``: a process's end sends this process nothing to wait on."""
+    with anyio.fail_after(seconds):
+        while not condition():  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+
+
+async def test_a_store_that_only_reads_starts_no_writer_and_close_ends_it(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "events.db")
+    store = await SQLiteEventStore.open(path, writer_process=True)
+    async with store:
+        await store.append("s", [event(1)], expected_version=0)
+        pid = store.writer_pid
+        assert pid is not None
+    assert store.writer_pid is None
+    await _until(lambda: _ended(pid))
+    reader = await SQLiteEventStore.open(path, writer_process=True)
+    async with reader:
+        assert [e.data["n"] async for e in reader.read_all()] == [1]
+        assert reader.writer_pid is None
+
+
+async def test_a_writer_that_dies_is_replaced_and_nothing_acknowledged_is_lost(
+    tmp_path: Path,
+) -> None:
+    store = await SQLiteEventStore.open(str(tmp_path / "events.db"), writer_process=True)
+    async with store:
+        for n in range(3):
+            await store.append("s", [event(n)], expected_version=n)
+        killed = store.writer_pid
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        await _until(lambda: store.writer_pid != killed)
+        # The next write starts a new writer, which plans from the file, not from memory.
+        await store.append("s", [event(3)], expected_version=3)
+        assert store.writer_pid not in (None, killed)
+        assert [(e.position, e.data["n"]) async for e in store.read_all()] == [
+            (1, 0), (2, 1), (3, 2), (4, 3)
+        ]
+
+
+async def test_the_writer_outlives_signals_to_the_process_group(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C or a service manager's stop reaches every process of the group:
+    the writer stays for the daemon's last commits, and ends with its stdin."""
+    store = await SQLiteEventStore.open(str(tmp_path / "events.db"), writer_process=True)
+    async with store:
+        await store.append("s", [event(1)], expected_version=0)
+        pid = store.writer_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGINT)
+        await store.append("s", [event(2)], expected_version=1)
+        assert store.writer_pid == pid
+
+
+def test_the_writer_ends_with_a_parent_that_was_killed(tmp_path: Path) -> None:
+    script = (
+        "import anyio, sys\n"
+        "from eventstore.sqlite import SQLiteEventStore\n"
+        "from eventstore import NewEvent\n"
+        "async def main():\n"
+        "    store = await SQLiteEventStore.open(sys.argv[1], writer_process=True)\n"
+        "    await store.append('s', [NewEvent('Noted', {}, 'operator')], expected_version=0)\n"
+        "    print(store.writer_pid, flush=True)\n"
+        "    await anyio.sleep(60)\n"
+        "anyio.run(main)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "events.db")], stdout=subprocess.PIPE
+    )
+    assert parent.stdout is not None
+    try:
+        writer = int(parent.stdout.readline())
+        assert not _ended(writer)
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while not _ended(writer):
+        assert time.monotonic() < deadline, "the writer outlived its parent"
+        time.sleep(0.02)
