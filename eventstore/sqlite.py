@@ -48,6 +48,7 @@ from eventstore.sqlite_commit import (
     Head,
     Q,
     Statements,
+    Steps,
     commit,
     decode_rows,
     max_position,
@@ -269,7 +270,7 @@ class SQLiteEventStore(EventStore):
     async def commit_projection(
         self, name: str, position: int, writes: Sequence[DocumentWrite]
     ) -> None:
-        steps: list[tuple[str, list[tuple[Any, ...]]]] = [*write_runs(writes, _dumps)]
+        steps: Steps = [*write_runs(writes, _dumps)]
         steps.append(("save_checkpoint", [(name, position)]))
         await self._write(Job[None](Statements(steps)))
 
@@ -334,7 +335,7 @@ class SQLiteEventStore(EventStore):
         return await self._read(read)
 
     async def drop_projection(self, name: str, collections: Sequence[str]) -> None:
-        steps: list[tuple[str, list[tuple[Any, ...]]]] = [
+        steps: Steps = [
             ("delete_collection", [(c,) for c in collections]),
             ("delete_checkpoint", [(name,)]),
         ]
@@ -438,8 +439,7 @@ class _WriterThread:
 
     pid: int | None = None  # no process of its own
 
-    def __init__(self, path: Path, db: aiosqlite.Connection) -> None:
-        self.path = path
+    def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
         self._head = Head()  # touched only on the connection's thread, inside ``commit``
 
@@ -452,7 +452,7 @@ class _WriterThread:
             with anyio.CancelScope(shield=True):
                 await db.close()
             raise
-        return cls(path, db)
+        return cls(db)
 
     async def commit(self, jobs: Sequence[Job[Any]]) -> int:
         return await _run(self._db, functools.partial(commit, jobs, self._head))

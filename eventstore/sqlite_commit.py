@@ -41,6 +41,10 @@ _ROWS_PER_INSERT = 128  # 1024 parameters a statement, well inside SQLite's limi
 _HEAD_STREAMS = 10_000  # stream versions remembered; past that, forgotten and looked up
 
 
+# Named queries (``Q``), each with the rows it runs on.
+Steps = list[tuple[str, list[tuple[Any, ...]]]]
+
+
 class Slot(Protocol):
     """A job of a commit: what to write (``payload``), and where its outcome goes."""
 
@@ -54,7 +58,7 @@ class Statements:
     """A write that is not an append (a checkpoint, projection documents): named queries,
     each run on its rows, in order."""
 
-    steps: list[tuple[str, list[tuple[Any, ...]]]]
+    steps: Steps
 
     def run(self, db: sqlite3.Connection) -> None:
         for query, rows in self.steps:
