@@ -7,6 +7,7 @@ runs, and the kernel queues connections from that instant, so "started" means
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -18,6 +19,11 @@ from anyio.abc import TaskStatus
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from starlette.types import ASGIApp
+
+# Turns of the event loop between the last accept and hypercorn closing its listener: one
+# to set up each accepted connection, one to start its task, one for the task to enrol in
+# hypercorn's drain (``_stop_accepting``).
+SETTLING_TURNS = 3
 
 
 @dataclass
@@ -66,16 +72,33 @@ async def serve_app(
     """
     config = Config()
     # hypercorn takes ownership of the descriptor it is given, so it gets its own copy.
-    config.bind = [f"fd://{os.dup(bound.sock.fileno())}"]
+    listener = os.dup(bound.sock.fileno())
+    config.bind = [f"fd://{listener}"]
     config.graceful_timeout = graceful_timeout
     config.accesslog = None
     config.errorlog = None
     config.include_server_header = False
     task_status.started(bound.url)
     try:
-        await serve(app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]  # starlette apps are ASGI 3 callables; hypercorn's Framework union does not name them
+        await serve(app, config, shutdown_trigger=lambda: _stop_accepting(shutdown, listener))  # type: ignore[arg-type]  # starlette apps are ASGI 3 callables; hypercorn's Framework union does not name them
     finally:
         bound.sock.close()
+
+
+async def _stop_accepting(shutdown: anyio.Event, listener: int) -> None:
+    """hypercorn's shutdown trigger: once ``shutdown`` is set, stop accepting connections
+    on ``listener``, then give those accepted already the loop turns they need to join
+    hypercorn's drain, before it closes its listening socket.
+
+    hypercorn closes its asyncio server as soon as the trigger returns. A connection
+    accepted in the loop's turn before is then set up on a closed server, which asyncio
+    (3.11) refuses halfway: the connection is never answered nor closed, until the
+    collector finds its socket.
+    """
+    await shutdown.wait()
+    asyncio.get_running_loop().remove_reader(listener)
+    for _ in range(SETTLING_TURNS):
+        await asyncio.sleep(0)
 
 
 @asynccontextmanager
