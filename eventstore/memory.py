@@ -141,7 +141,12 @@ class MemoryEventStore(EventStore):
         self._checkpoints[name] = position
 
     async def commit_projection(
-        self, name: str, position: int, writes: Sequence[DocumentWrite]
+        self,
+        name: str,
+        position: int,
+        writes: Sequence[DocumentWrite],
+        *,
+        blocking: bool = False,  # nothing to wait for
     ) -> None:
         self._check_open()
         # Copy everything before changing anything: a write that fails leaves no trace.

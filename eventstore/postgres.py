@@ -369,7 +369,12 @@ class PostgresEventStore(EventStore):
             await self._pool.execute(Q["save_checkpoint"], name, position)
 
     async def commit_projection(
-        self, name: str, position: int, writes: Sequence[DocumentWrite]
+        self,
+        name: str,
+        position: int,
+        writes: Sequence[DocumentWrite],
+        *,
+        blocking: bool = False,  # asyncpg writes on the event loop's thread anyway
     ) -> None:
         self._check_open()
         with _translated():

@@ -50,6 +50,7 @@ from eventstore.sqlite_commit import (
     Statements,
     Steps,
     commit,
+    commit_now,
     decode_rows,
     max_position,
     prepare_writer,
@@ -87,8 +88,10 @@ class SQLiteEventStore(EventStore):
         self._appended = anyio.Event()
         self._closed = False
         self._claims: dict[str, int] = {}  # role -> descriptor of its locked file
-        # A reader on the event loop's own thread, for ``read_streams(blocking=True)``.
+        # A reader and a writer on the event loop's own thread, for ``read_streams`` and
+        # ``commit_projection`` with ``blocking=True``.
         self._blocking: sqlite3.Connection | None = None
+        self._blocking_commits: sqlite3.Connection | None = None
 
     @property
     def writer_pid(self) -> int | None:
@@ -268,10 +271,20 @@ class SQLiteEventStore(EventStore):
         await self._write(Job[None](Statements([("save_checkpoint", [(name, position)])])))
 
     async def commit_projection(
-        self, name: str, position: int, writes: Sequence[DocumentWrite]
+        self,
+        name: str,
+        position: int,
+        writes: Sequence[DocumentWrite],
+        *,
+        blocking: bool = False,
     ) -> None:
         steps: Steps = [*write_runs(writes, _dumps)]
         steps.append(("save_checkpoint", [(name, position)]))
+        if blocking:
+            self._check_open()
+            with _translated():
+                commit_now(self._blocking_writer(), Statements(steps))
+            return
         await self._write(Job[None](Statements(steps)))
 
     async def get_document(self, collection: str, key: str) -> Document | None:
@@ -374,8 +387,9 @@ class SQLiteEventStore(EventStore):
         for fd in self._claims.values():
             os.close(fd)  # closing the descriptor lets the claim go
         self._claims.clear()
-        if self._blocking is not None:
-            self._blocking.close()
+        for connection in (self._blocking, self._blocking_commits):
+            if connection is not None:
+                connection.close()
         with anyio.CancelScope(shield=True), _translated():
             # The writer ends once the commits already sent to it are done.
             await self._writer.close()
@@ -393,6 +407,12 @@ class SQLiteEventStore(EventStore):
             self._blocking = sqlite3.connect(self.path, isolation_level=None)
             _setup_reader(self._blocking)
         return self._blocking
+
+    def _blocking_writer(self) -> sqlite3.Connection:
+        if self._blocking_commits is None:
+            self._blocking_commits = sqlite3.connect(self.path, isolation_level=None)
+            prepare_writer(self._blocking_commits)
+        return self._blocking_commits
 
     async def _write(self, job: Job[T]) -> T:
         """Run ``job`` in the next group commit; return once that transaction is durable."""

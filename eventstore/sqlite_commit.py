@@ -167,6 +167,18 @@ def commit(jobs: Sequence[Slot], head: Head, db: sqlite3.Connection) -> int:
     return head.last or 0
 
 
+def commit_now(db: sqlite3.Connection, statements: Statements) -> None:
+    """``statements`` in a transaction of their own, outside the group commits."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        statements.run(db)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 def _plan_from_memory(head: Head, appending: list[Slot]) -> tuple[Batch, list[Planned]] | None:
     """The batch planned against ``head``, or None when the head is unknown or an append
     would be refused: refusals are decided against the database."""

@@ -419,26 +419,31 @@ class EventStoreContract:
         await store.save_checkpoint("handlers", 43)
         assert await store.load_checkpoint("handlers") == 43
 
+    @pytest.mark.parametrize("blocking", [False, True], ids=["", "blocking"])
     async def test_commit_projection_writes_documents_and_checkpoint(
-        self, store: EventStore
+        self, store: EventStore, blocking: bool
     ) -> None:
-        """Documents and the checkpoint land together; a None doc deletes."""
+        """Documents and the checkpoint land together; a None doc deletes. The same on the
+        calling thread (``blocking``, a rebuild worker's way)."""
         await store.commit_projection("contracts", 3, [
             DocumentWrite("contracts", "b", {"status": "DRAFT"}),
             DocumentWrite("contracts", "a", {"status": "SIGN"}),
             DocumentWrite("contracts", "gone", {"status": "x"}),
-        ])
+        ], blocking=blocking)
         await store.commit_projection("contracts", 5, [
             DocumentWrite("contracts", "b", {"status": "EXECUTED"}),
             DocumentWrite("contracts", "gone", None),
             DocumentWrite("contracts", "never", None),
-        ])
+        ], blocking=blocking)
         assert await store.load_checkpoint("contracts") == 5
         assert await store.get_document("contracts", "b") == {"status": "EXECUTED"}
         assert await store.get_document("contracts", "gone") is None
         assert await store.get_document("elsewhere", "a") is None
 
-    async def test_failed_commit_projection_changes_nothing(self, store: EventStore) -> None:
+    @pytest.mark.parametrize("blocking", [False, True], ids=["", "blocking"])
+    async def test_failed_commit_projection_changes_nothing(
+        self, store: EventStore, blocking: bool
+    ) -> None:
         """When one write of a projection commit fails, no write and no checkpoint persist."""
         await store.commit_projection("p", 1, [DocumentWrite("c", "k", {"v": "old"})])
         bad = {"v": threading.Lock()}  # neither JSON nor copyable
@@ -446,7 +451,7 @@ class EventStoreContract:
             await store.commit_projection("p", 2, [
                 DocumentWrite("c", "k", {"v": "new"}),
                 DocumentWrite("c", "k2", bad),
-            ])
+            ], blocking=blocking)
         assert await store.get_document("c", "k") == {"v": "old"}
         assert await store.get_document("c", "k2") is None
         assert await store.load_checkpoint("p") == 1
@@ -528,11 +533,14 @@ class EventStoreContract:
         store = await open_store()
         original = await store.append("s", [event(1), event(2)], expected_version=0)
         await store.commit_projection("p", 2, [DocumentWrite("c", "k", {"v": "1"})])
+        await store.commit_projection("q", 3, [DocumentWrite("c", "j", {"v": "2"})], blocking=True)
         await store.close()
         async with await open_store() as reopened:
             assert [e.data for e in await reopened.read_stream("s")] == [{"n": 1}, {"n": 2}]
             assert await reopened.load_checkpoint("p") == 2
             assert await reopened.get_document("c", "k") == {"v": "1"}
+            assert await reopened.load_checkpoint("q") == 3
+            assert await reopened.get_document("c", "j") == {"v": "2"}
             retry = await reopened.append("s", list(_as_new(original.events)), expected_version=0)
             assert retry.duplicate
             nxt = await reopened.append("s", [event(3)], expected_version=2)

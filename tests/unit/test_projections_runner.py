@@ -170,11 +170,11 @@ class _KilledMidRebuild(MemoryEventStore):
     armed = False
 
     async def commit_projection(
-        self, name: str, position: int, writes: Sequence[DocumentWrite]
+        self, name: str, position: int, writes: Sequence[DocumentWrite], *, blocking: bool = False
     ) -> None:
         if self.armed and position == 0 and writes:
             raise RuntimeError("killed")
-        await super().commit_projection(name, position, writes)
+        await super().commit_projection(name, position, writes, blocking=blocking)
 
 
 async def test_a_rebuild_cut_short_is_done_again_before_the_daemon_serves() -> None:
@@ -233,7 +233,7 @@ async def test_a_contract_created_twice_maps_its_last_id_live_and_rebuilt() -> N
 
 class _FailingCommits(MemoryEventStore):
     async def commit_projection(
-        self, name: str, position: int, writes: Sequence[DocumentWrite]
+        self, name: str, position: int, writes: Sequence[DocumentWrite], *, blocking: bool = False
     ) -> None:
         raise PersistenceError("disk full")
 

@@ -56,10 +56,10 @@ class _Away(MemoryEventStore):
         )
 
     async def commit_projection(
-        self, name: str, position: int, writes: Sequence[DocumentWrite]
+        self, name: str, position: int, writes: Sequence[DocumentWrite], *, blocking: bool = False
     ) -> None:
         self._gone()
-        await super().commit_projection(name, position, writes)
+        await super().commit_projection(name, position, writes, blocking=blocking)
 
     async def save_checkpoint(self, name: str, position: int) -> None:
         self._gone()
