@@ -306,8 +306,9 @@ class EventStore(abc.ABC):
         ``blocking=True``: commit on the calling thread, its event loop blocked meanwhile,
         outside the store's group commits, for a process that writes nothing else (a
         rebuild's worker). A backend that commits on a thread of its own (SQLite) then
-        spares the fold that shares the GIL with it: a worker folded and wrote a fifth
-        faster. Backends that write on the event loop's thread anyway ignore it.
+        spares the fold the GIL it would share with that thread: a worker folded and
+        wrote one range in 20-35% less time. Backends that write on the event loop's
+        thread anyway ignore it.
         """
 
     @abc.abstractmethod

@@ -288,7 +288,7 @@ async def _batch_writer(
     """Where ``fold_range`` puts its batches. A task writes each while the next one is
     folded, so the fold does not wait on the disk; or, ``blocking``, it is written at once
     on this thread: a worker process has no core to spare for a writer thread, which only
-    took the GIL from the fold (a range took a fifth longer)."""
+    took the GIL from the fold (one range: 6.3-7.7 us an event with it, 5.0 without)."""
     if blocking:
         yield partial(_write_batch, store, tables, blocking=True)
         return
