@@ -307,8 +307,11 @@ class EventStore(abc.ABC):
         outside the store's group commits, for a process that writes nothing else (a
         rebuild's worker). A backend that commits on a thread of its own (SQLite) then
         spares the fold the GIL it would share with that thread: a worker folded and
-        wrote one range in 20-35% less time. Backends that write on the event loop's
-        thread anyway ignore it.
+        wrote one range in 20-35% less time. Such a commit need not wait for the disk
+        (SQLite's does not): it is durable once a later commit of the store is, as a
+        rebuild's batches are with its final checkpoint; a power cut before may lose it
+        (a rebuild, its checkpoint still 0, is then done again). Backends that write on
+        the event loop's thread anyway ignore it.
         """
 
     @abc.abstractmethod

@@ -412,6 +412,10 @@ class SQLiteEventStore(EventStore):
         if self._blocking_commits is None:
             self._blocking_commits = sqlite3.connect(self.path, isolation_level=None)
             prepare_writer(self._blocking_commits)
+            # Commits that do not sync the log: the fold waits on this thread for each.
+            # In WAL mode an unsynced commit cannot harm the file, and the next synced
+            # one (a rebuild's checkpoint) makes it durable.
+            self._blocking_commits.execute("PRAGMA synchronous = NORMAL")
         return self._blocking_commits
 
     async def _write(self, job: Job[T]) -> T:
