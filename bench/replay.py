@@ -12,10 +12,12 @@ so its peak memory is its own:
 - rebuild: ``projections.rebuild.rebuild`` (what ``spotsync projections rebuild`` runs);
 - replay: ``handlers.replay.replay_log`` (what ``spotsync replay`` runs on the whole log).
 
-The four run one after the other, in ``--rounds`` rounds: each ratio is taken within a
-round, against that round's raw run, and the median of the rounds is reported (a shared
-machine's speed drifts by a third from one minute to the next; a single run of raw
-set every ratio of the run).
+They run one after the other, in ``--rounds`` rounds, with a raw run before and after
+each of the other three: each ratio is taken against the mean of the two raw runs around
+it, and the median of the rounds is reported. A shared machine's speed drifts by half
+from one minute to the next (raw at 156k events/s, then 330k, in one run): a single run
+of raw set every ratio of the run, and one per round still set three, the last of them
+measured 15 s after it.
 
 Figures: events/s, the ratio to raw (target at least 0.8), and peak RSS (target under
 200 MB, flat from the small log to the big one). Rebuild and replay may fold in worker
@@ -198,15 +200,15 @@ def run_size(directory: Path, size: int, rounds: int) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
     for number in range(1, rounds + 1):
         print(f"{'':>11}round {number}:")
-        for kind in KINDS:
+        before = _raw_run(database, runs)
+        for kind in KINDS[1:]:
             result = measure(kind, database)
             runs[kind].append(result)
-            result["ratio"] = result["events_per_s"] / runs["raw"][-1]["events_per_s"]
-            print(
-                f"{'':>13}{kind:<10} {result['events_per_s']:>10,.0f} events/s  "
-                f"ratio {result['ratio']:.2f}  peak {result['peak_rss_mb']:.0f} MB "
-                f"({result['processes']} process{'es' if result['processes'] > 1 else ''})"
-            )
+            after = _raw_run(database, runs)
+            reference = (before["events_per_s"] + after["events_per_s"]) / 2
+            result["ratio"] = result["events_per_s"] / reference
+            _show(kind, result)
+            before = after
     figures: dict[str, Any] = {"events": events}
     for kind, results in runs.items():
         figures[kind] = {
@@ -220,6 +222,22 @@ def run_size(directory: Path, size: int, rounds: int) -> dict[str, Any]:
         + ", ".join(f"{kind} ratio {figures[kind]['ratio']:.2f}" for kind in KINDS[1:])
     )
     return figures
+
+
+def _raw_run(database: str, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    result = measure("raw", database)
+    result["ratio"] = 1.0
+    runs["raw"].append(result)
+    _show("raw", result)
+    return result
+
+
+def _show(kind: str, result: dict[str, Any]) -> None:
+    print(
+        f"{'':>13}{kind:<10} {result['events_per_s']:>10,.0f} events/s  "
+        f"ratio {result['ratio']:.2f}  peak {result['peak_rss_mb']:.0f} MB "
+        f"({result['processes']} process{'es' if result['processes'] > 1 else ''})"
+    )
 
 
 def summary(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
