@@ -50,10 +50,10 @@ from eventstore.sqlite_commit import (
     Statements,
     Steps,
     commit,
-    commit_now,
     decode_rows,
     max_position,
     prepare_writer,
+    transaction,
     translate,
 )
 from eventstore.sqlite_writer import WriterProcess
@@ -282,8 +282,9 @@ class SQLiteEventStore(EventStore):
         steps.append(("save_checkpoint", [(name, position)]))
         if blocking:
             self._check_open()
-            with _translated():
-                commit_now(self._blocking_writer(), Statements(steps))
+            db = self._blocking_writer()
+            with _translated(), transaction(db):
+                Statements(steps).run(db)
             return
         await self._write(Job[None](Statements(steps)))
 
@@ -529,8 +530,7 @@ def _setup_reader(db: sqlite3.Connection) -> None:
 
 def _migrate(db: sqlite3.Connection) -> None:
     """Apply the migrations the file has not recorded, each with its record, atomically."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db):
         db.execute(Q["create_schema_version"])
         applied = [int(row[0]) for row in db.execute(Q["applied_versions"])]
         for migration in pending("sqlite", applied):
@@ -540,11 +540,6 @@ def _migrate(db: sqlite3.Connection) -> None:
                 Q["record_version"],
                 (migration.version, migration.name, format_timestamp(utcnow())),
             )
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
 
 
 # -- error translation --------------------------------------------------------------------

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Protocol
@@ -167,11 +168,13 @@ def commit(jobs: Sequence[Slot], head: Head, db: sqlite3.Connection) -> int:
     return head.last or 0
 
 
-def commit_now(db: sqlite3.Connection, statements: Statements) -> None:
-    """``statements`` in a transaction of their own, outside the group commits."""
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """The block in a write transaction of its own, outside the group commits; rolled
+    back if it raises."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        statements.run(db)
+        yield
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
