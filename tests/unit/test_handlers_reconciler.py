@@ -13,6 +13,7 @@ from eventstore import MemoryEventStore, NewEvent, RecordedEvent
 from eventstore.envelope import utcnow
 from handlers.parked import NotParkedError, list_parked, retry_parked
 from handlers.reconciler import ReconcileReport, reconcile_once
+from handlers.spotdraft import Exchange, TransientError
 from handlers.worker import HandlerRunner
 from projections.events import EventType
 from projections.runner import ContractProjection, catch_up
@@ -144,6 +145,76 @@ async def test_a_step_deferred_in_an_outage_is_tried_again_within_a_minute(
     await _project(store)
     assert await reconcile_once(store, client, stale_after=900, batch=5, now=utcnow()) == (
         ReconcileReport()
+    )
+
+
+async def test_a_status_call_that_fails_is_recorded_and_not_repeated_every_pass(
+    tmp_path: Path,
+) -> None:
+    """SpotDraft down for the reconciler's call: each attempt is recorded in the contract's
+    stream, and the contract waits stale_after again before it is asked, however often
+    the passes run meanwhile."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    async with handlers(store, client, tmp_path):
+        await request(store)
+        with anyio.fail_after(5):
+            await settle(store)
+    await _project(store)
+    attempt = Exchange("get_status", "GET", "/contracts/T-1/status", None, 503, {}, 2.0, 1)
+    client.fail["get_status"] = [
+        TransientError("SpotDraft answered 503 on every attempt", exchanges=(attempt,))
+    ]
+    start = utcnow()
+
+    failed = await reconcile_once(
+        store, client, stale_after=900, batch=5, now=start + timedelta(minutes=20)
+    )
+    assert (failed.status_calls, failed.errors, failed.external_ids) == (1, 1, ["deal-1"])
+    last = (await store.read_stream("contract-deal-1"))[-1]
+    assert (last.type, last.data["status"], last.source) == (
+        EventType.SPOTDRAFT_CALL_RECORDED,
+        503,
+        "reconciler",
+    )
+    await _project(store)
+    for minutes in (1, 5, 14):
+        quiet = await reconcile_once(
+            store, client, stale_after=900, batch=5, now=start + timedelta(minutes=minutes)
+        )
+        assert quiet.status_calls == 0
+    again = await reconcile_once(
+        store, client, stale_after=900, batch=5, now=start + timedelta(minutes=16)
+    )
+    assert (again.status_calls, again.errors) == (1, 0)
+    assert client.calls["get_status"] == 2
+
+
+async def test_a_contract_never_created_is_nudged_without_a_call(tmp_path: Path) -> None:
+    """A request that no create followed (the handlers were stopped, say) has nothing to
+    ask SpotDraft about: the pass records a nudge, and the handlers create it on it."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    await request(store)
+    await store.save_checkpoint("handlers", await store.last_position())  # seen, not done
+    await _project(store)
+
+    report = await reconcile_once(
+        store, client, stale_after=900, batch=5, now=utcnow() + timedelta(minutes=20)
+    )
+    assert (report.nudged, report.status_calls, report.external_ids) == (1, 0, ["deal-1"])
+    assert sum(client.calls.values()) == 0
+    nudge = (await store.read_stream("contract-deal-1"))[-1]
+    assert (nudge.type, nudge.data, nudge.source) == (
+        EventType.RECONCILE_REQUESTED,
+        {"reason": "overdue"},
+        "reconciler",
+    )
+    async with handlers(store, client, tmp_path):
+        with anyio.fail_after(5):
+            state = await settle(store)
+    assert (state.sync, state.spotdraft_id, client.calls["create_contract"]) == (
+        "created",
+        "T-1",
+        1,
     )
 
 
