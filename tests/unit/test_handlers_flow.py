@@ -81,6 +81,44 @@ async def test_send_refused_because_already_sent_checks_status_instead_of_failin
     assert (state.status, state.sync, state.error) == ("SIGN", "sent", None)
 
 
+class SendAnswerLost(FakeSpotDraft):
+    """A send whose answer never comes back (a timeout, a 5xx): SpotDraft carried it out
+    first (``acted``) or not."""
+
+    def __init__(self, *, acted: bool) -> None:
+        super().__init__()
+        self.acted = acted
+        self.lost = 1
+
+    async def send_to_counterparties(
+        self, composite_id: str, body: dict[str, Any] | None = None
+    ) -> Result[dict[str, Any]]:
+        if self.lost:
+            self.lost -= 1
+            self.calls["send_to_counterparties"] += 1
+            if self.acted:
+                self.contracts[composite_id]["contract_status"] = "REDLINING"
+            raise OutcomeUnknownError("timed out")
+        return await super().send_to_counterparties(composite_id, body)
+
+
+@pytest.mark.parametrize(("acted", "sends"), [(True, 1), (False, 2)])
+async def test_a_send_with_no_answer_is_checked_before_it_is_sent_again(
+    tmp_path: Path, acted: bool, sends: int
+) -> None:
+    """A send that may have happened asks SpotDraft's status: sent already (REDLINING)
+    counts as sent, never sent twice; still DRAFT is sent now."""
+    store, client = MemoryEventStore(), SendAnswerLost(acted=acted)
+    async with handlers(store, client, tmp_path):
+        await request(store, send={})
+        with anyio.fail_after(5):
+            state = await settle(store)
+    assert (client.calls["send_to_counterparties"], client.calls["get_status"]) == (sends, 1)
+    assert (state.status, state.sync, state.error) == ("REDLINING", "sent", None)
+    sent = [e for e in await store.read_stream("contract-deal-1") if e.type == "ContractSent"]
+    assert [e.data["already_sent"] for e in sent] == [acted]
+
+
 async def test_transient_errors_defer_and_a_nudge_finishes_the_work(tmp_path: Path) -> None:
     """Retries running out defers the step (never fails it); the reconciler's nudge redoes it."""
     store, client = MemoryEventStore(), FakeSpotDraft()
