@@ -137,6 +137,28 @@ async def test_transient_errors_defer_and_a_nudge_finishes_the_work(tmp_path: Pa
     assert state.sync == "synced"
 
 
+async def test_a_download_that_fails_is_retried_through_a_fresh_link(tmp_path: Path) -> None:
+    """Download links are temporary: a download whose retries run out defers the document
+    step, and the nudge that redoes it asks SpotDraft for a new link first."""
+    store, client = MemoryEventStore(), FakeSpotDraft()
+    client.fail["download"] = [transient()]
+    async with handlers(store, client, tmp_path):
+        await request(store, send={})
+        with anyio.fail_after(5):
+            await settle(store)
+            await webhook(store, "CONTRACT_EXECUTED")
+            state = await settle(store)
+            assert (state.sync, state.deferred, state.document) == ("executed", "document", None)
+            observed = {"contract_status": "EXECUTED", "by": "reconciler"}
+            await append(store, EventType.STATUS_OBSERVED, observed, source="reconciler")
+            state = await settle(store)
+    assert (client.calls["get_download_link"], client.calls["download"]) == (2, 2)
+    assert client.calls["get_key_pointers"] == 1
+    assert state.sync == "synced"
+    assert state.document is not None
+    assert (tmp_path / state.document["path"]).read_bytes().startswith(b"%PDF")
+
+
 async def test_permanent_error_parks_and_retry_reruns_the_step(tmp_path: Path) -> None:
     """A 404 on create ends failed with a fix; after RetryRequested the create runs again."""
     store, client = MemoryEventStore(), FakeSpotDraft()
