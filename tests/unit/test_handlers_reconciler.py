@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from eventstore import MemoryEventStore, NewEvent, RecordedEvent
 from eventstore.envelope import utcnow
+from handlers import worker as worker_module
 from handlers.parked import NotParkedError, list_parked, retry_parked
 from handlers.reconciler import ReconcileReport, reconcile_once
 from handlers.spotdraft import Exchange, TransientError
-from handlers.worker import HandlerRunner
+from handlers.worker import HANDLE_ATTEMPTS, HandlerRunner
 from projections.events import EventType
 from projections.runner import ContractProjection, catch_up
 from projections.timeline import Timeline
@@ -282,3 +285,38 @@ async def test_checkpoint_never_passes_an_unfinished_event() -> None:
             while await store.load_checkpoint("handlers") < 4:
                 await anyio.wait_all_tasks_blocked()
         tg.cancel_scope.cancel()
+
+
+async def test_a_handler_that_keeps_failing_passes_that_event_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug that fails one event every time neither stops the other contracts nor holds
+    the checkpoint for ever: the event is tried HANDLE_ATTEMPTS times, each failure logged
+    with its attempt, then passed (the reconciler's nudge redoes what it left undone)."""
+    monkeypatch.setattr(worker_module, "RETRY_DELAY", 0.0)
+    store = MemoryEventStore()
+    tries: Counter[str] = Counter()
+
+    class BuggyRunner(HandlerRunner):
+        async def handle(self, event: RecordedEvent) -> None:
+            tries[event.stream] += 1
+            if event.stream == "contract-bad":
+                raise RuntimeError("a bug")
+
+    runner = BuggyRunner(store, executor=None)  # type: ignore[arg-type]  # handle() never runs it
+    await request(store, "bad")
+    for n in range(3):
+        await request(store, f"good-{n}")
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            await tg.start(functools.partial(runner.run))
+            with anyio.fail_after(5):
+                while await store.load_checkpoint("handlers") < 4:
+                    await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+    assert tries == {"contract-bad": HANDLE_ATTEMPTS, **{f"contract-good-{n}": 1 for n in range(3)}}
+    failures = [e for e in logs if e["event"] == "handler failed"]
+    assert [(e["stream"], e["attempt"]) for e in failures] == [
+        ("contract-bad", n) for n in range(1, HANDLE_ATTEMPTS + 1)
+    ]
+
