@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -102,6 +103,25 @@ async def test_a_sink_down_for_a_while_is_waited_for_and_one_down_for_good_given
         )
         assert not await within_a_moment.deliver("msg_2", "created", {}, record)
         assert requests == 1  # the next attempt would have started past give_up_after
+
+
+async def test_a_sink_that_refuses_connections_is_recorded_attempt_by_attempt() -> None:
+    """Nothing listening at the sink's address: each attempt is reported with no status
+    and the connection error, and the delivery ends undelivered rather than raising."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free once closed: nothing listens there
+    attempts: list[SinkAttempt] = []
+
+    async def record(attempt: SinkAttempt) -> None:
+        attempts.append(attempt)
+
+    async with Sink(
+        f"http://127.0.0.1:{port}/hook", None, max_attempts=2, base_delay=0.0, max_delay=0.0
+    ) as sink:
+        assert not await sink.deliver("msg_1", "created", {"external_id": "x"}, record)
+    assert [(a.attempt, a.status, a.ok) for a in attempts] == [(1, None, False), (2, None, False)]
+    assert all(a.error is not None and a.error.startswith("ConnectError") for a in attempts)
 
 
 async def test_a_delivery_that_gets_through_cuts_the_others_waits_short() -> None:
