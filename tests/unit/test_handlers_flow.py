@@ -119,41 +119,32 @@ async def test_a_send_with_no_answer_is_checked_before_it_is_sent_again(
     assert [e.data["already_sent"] for e in sent] == [acted]
 
 
-async def test_transient_errors_defer_and_a_nudge_finishes_the_work(tmp_path: Path) -> None:
-    """Retries running out defers the step (never fails it); the reconciler's nudge redoes it."""
+@pytest.mark.parametrize(
+    ("failing", "step", "calls"),
+    [
+        ("get_key_pointers", "key_pointers", (2, 1, 1)),
+        ("download", "document", (1, 2, 2)),
+    ],
+)
+async def test_a_step_whose_retries_run_out_is_deferred_and_a_nudge_redoes_it(
+    tmp_path: Path, failing: str, step: str, calls: tuple[int, int, int]
+) -> None:
+    """Retries running out defer the step (never fail it); the reconciler's nudge redoes
+    that step alone. A document is fetched again through a new link: links are temporary."""
     store, client = MemoryEventStore(), FakeSpotDraft()
-    client.fail["get_key_pointers"] = [transient()]
+    client.fail[failing] = [transient()]
     async with handlers(store, client, tmp_path):
         await request(store)
         with anyio.fail_after(5):
             await settle(store)
             await webhook(store, "CONTRACT_EXECUTED")
             state = await settle(store)
-            assert (state.sync, state.deferred, state.error) == ("executed", "key_pointers", None)
+            assert (state.sync, state.deferred, state.error) == ("executed", step, None)
             observed = {"contract_status": "EXECUTED", "by": "reconciler"}
             await append(store, EventType.STATUS_OBSERVED, observed, source="reconciler")
             state = await settle(store)
-    assert client.calls["get_key_pointers"] == 2
-    assert state.sync == "synced"
-
-
-async def test_a_download_that_fails_is_retried_through_a_fresh_link(tmp_path: Path) -> None:
-    """Download links are temporary: a download whose retries run out defers the document
-    step, and the nudge that redoes it asks SpotDraft for a new link first."""
-    store, client = MemoryEventStore(), FakeSpotDraft()
-    client.fail["download"] = [transient()]
-    async with handlers(store, client, tmp_path):
-        await request(store, send={})
-        with anyio.fail_after(5):
-            await settle(store)
-            await webhook(store, "CONTRACT_EXECUTED")
-            state = await settle(store)
-            assert (state.sync, state.deferred, state.document) == ("executed", "document", None)
-            observed = {"contract_status": "EXECUTED", "by": "reconciler"}
-            await append(store, EventType.STATUS_OBSERVED, observed, source="reconciler")
-            state = await settle(store)
-    assert (client.calls["get_download_link"], client.calls["download"]) == (2, 2)
-    assert client.calls["get_key_pointers"] == 1
+    pulls = ("get_key_pointers", "get_download_link", "download")
+    assert tuple(client.calls[call] for call in pulls) == calls
     assert state.sync == "synced"
     assert state.document is not None
     assert (tmp_path / state.document["path"]).read_bytes().startswith(b"%PDF")
