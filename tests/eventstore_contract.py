@@ -263,6 +263,9 @@ class EventStoreContract:
         assert [(row[1], row[2]) for row in rows] == [
             (f"contract-{name}", version) for name in "abcde" for version in range(1, 6)
         ]
+        # Bounds past the prefix's names still give only the streams that start with it.
+        wide = store.read_streams("contract-c", start="contract-", stop="z", page_size=3)
+        assert {row[1] for page in [p async for p in wide] for row in page} == {"contract-c"}
         for row in rows:
             stored = (await store.read_stream(row[1], from_version=row[2]))[0]
             assert row == (

@@ -44,12 +44,11 @@ FROM events WHERE position >= ? AND position <= ? ORDER BY position LIMIT ?;
 
 -- name: read_streams
 -- A page (:page rows) of the streams after (stream :stream, version :version) and before
--- stream :stop whose names start with :prefix, up to position :until, in (stream,
--- version) order: a range search of the (stream, version) index.
+-- stream :stop, up to position :until, in (stream, version) order: a range search of the
+-- (stream, version) index. The caller keeps the range within a prefix's names.
 SELECT position, stream, version, type, data, metadata, recorded_at
 FROM events
-WHERE (stream, version) > (:stream, :version) AND stream < :stop
-  AND substr(stream, 1, length(:prefix)) = :prefix AND position <= :until
+WHERE (stream, version) > (:stream, :version) AND stream < :stop AND position <= :until
 ORDER BY stream, version
 LIMIT :page;
 
