@@ -124,6 +124,29 @@ NO_COMMANDS = frozenset(
 )
 
 
+# Events ``decide`` answers from more than the facts below: a request (create, or look up),
+# an explicit send, and the nudges that issue whatever is outstanding.
+ALWAYS_DECIDED = frozenset(
+    {EventType.CONTRACT_REQUESTED, EventType.SEND_REQUESTED, EventType.STATUS_OBSERVED}
+    | _NUDGES
+)
+# The fields of a contract's state that the facts ``decide`` acts on as they turn true
+# are made of: created, sent, executed, voided, failed, its data stored, "synced" told
+# (``progress``, ``data_complete``). Any event outside ``ALWAYS_DECIDED`` that leaves them
+# as they were calls for nothing, so a replay answers it without asking (most webhooks:
+# a duplicate, a signature, any stage that changes no fact).
+EDGE_FIELDS = (
+    "spotdraft_id",
+    "sent",
+    "executed_seen",
+    "voided",
+    "error",
+    "notified",
+    "key_pointers",
+    "document",
+)
+
+
 def webhook_id_for(event: RecordedEvent) -> str:
     return f"msg_{event.event_id}"
 

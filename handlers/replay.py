@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import operator
 from collections import OrderedDict, deque
 from collections.abc import (
     AsyncGenerator,
@@ -47,8 +48,17 @@ import orjson
 from eventstore import EventStore, StreamRow, open_store
 from eventstore.base import decode_row
 from eventstore.envelope import RecordedEvent, parse_timestamp
-from handlers.decisions import NO_COMMANDS, Command, NotifySink, decide, refine
+from handlers.decisions import (
+    ALWAYS_DECIDED,
+    EDGE_FIELDS,
+    NO_COMMANDS,
+    Command,
+    NotifySink,
+    decide,
+    refine,
+)
 from projections.contract import (
+    FOLDED,
     ContractState,
     advance,
     apply,
@@ -106,6 +116,25 @@ _SINK = frozenset(
         EventType.SINK_GAVE_UP,
     }
 )
+
+
+_EDGES = operator.itemgetter(*EDGE_FIELDS)
+# A SpotDraft call's record: the longest of a log (its request and response bodies, a
+# quarter of the log's bytes), of which the fold reads nothing and replay the operation.
+_SKIMMED = frozenset({EventType.SPOTDRAFT_CALL_RECORDED}) - FOLDED
+_OPERATION_FIRST = '{"operation":"'
+
+
+def _skim_call(data: str | bytes) -> dict[str, Any]:
+    """The ``operation`` of a SpotDraft call's record, from its JSON text: read off the
+    front where it stands first, as the handlers write it (unless it holds an escape),
+    else from the whole text decoded."""
+    if isinstance(data, str) and data.startswith(_OPERATION_FIRST):
+        start = len(_OPERATION_FIRST)
+        end = data.find('"', start)
+        if end > 0 and "\\" not in data[start:end]:
+            return {"operation": data[start:end]}
+    return {"operation": orjson.loads(data).get("operation")}
 
 
 class EventSource(Protocol):
@@ -359,13 +388,16 @@ class Replayer:
         replays of the contracts whose streams ended before the last row.
 
         The fast way through a whole log, and the same replay as ``feed``: one contract is
-        open at a time, its fields folded in place (``advance``). A state is made of them
-        only where ``decide`` reads one, and an envelope only for an event that calls for
-        commands: the others (``NO_COMMANDS``, and most events that find nothing to do)
-        keep their row, made an event should a recorded outcome name it as its trigger.
+        open at a time, its fields folded in place (``advance``). ``decide`` is asked only
+        where it may answer with commands: not for the records of a run (``NO_COMMANDS``),
+        nor for an event that turns none of the facts it acts on (``EDGE_FIELDS``); an
+        envelope is made only for the events it is asked about. The others keep their row,
+        made an event should a recorded outcome name it as its trigger. A SpotDraft call's
+        record is skimmed for its operation, not decoded whole.
         """
         done: list[ContractReplay] = []
         loads = orjson.loads
+        edges = _EDGES
         own_decide = self.decide is decide
         bounded = self._bounded
         self.events += len(rows)
@@ -378,7 +410,8 @@ class Replayer:
                     if replay is not None:
                         done.append(replay)
                 contract = self._open = _OpenStream(stream)
-            payload, meta = loads(data), loads(metadata)
+            payload = _skim_call(data) if type_ in _SKIMMED else loads(data)
+            meta = loads(metadata)
             if type_ in _SINK and not payload.get("skipped"):
                 contract.sink_ran = True
             cause = meta.get("causation_id")
@@ -399,8 +432,15 @@ class Replayer:
                 advance(fields, position, version, type_, payload, meta, stamp)
                 contract.seen[str(meta["event_id"])] = row
                 continue
-            before = snapshot(fields) if contract.events > 1 else None
+            # The state after the event gets fields of its own: the old ones stay the
+            # state before it, for ``decide`` to compare.
+            old, fields = fields, fields.copy()
+            contract.fields = fields
             advance(fields, position, version, type_, payload, meta, stamp)
+            if own_decide and type_ not in ALWAYS_DECIDED and edges(fields) == edges(old):
+                contract.seen[str(meta["event_id"])] = row  # no fact turned: nothing to do
+                continue
+            before = state_of(old) if contract.events > 1 else None
             event = RecordedEvent(
                 position, stream, version, type_, payload, meta, contract.moment(stamp)
             )

@@ -633,6 +633,8 @@ _APPLY: dict[str, _Fold] = {
     EventType.SINK_GAVE_UP: _sink_gave_up,
     EventType.RETRY_REQUESTED: _retry,
 }
+# The types whose data the fold reads: of any other, only the bookkeeping is folded.
+FOLDED = frozenset(_APPLY)
 # The sink's failures to tell a contract's news: they are no news of the contract, so a
 # wait the reconciler asked for (``quiet_for``) goes on through them.
 _KEEPS_QUIET = frozenset(

@@ -10,6 +10,8 @@ import pytest
 
 from handlers import decisions
 from handlers.decisions import (
+    ALWAYS_DECIDED,
+    EDGE_FIELDS,
     NO_COMMANDS,
     Command,
     CreateContract,
@@ -227,3 +229,28 @@ def test_the_records_of_a_run_call_for_nothing_after_any_history(
                 checked.add(event.type)
             state = apply(state, event)
     assert checked == NO_COMMANDS
+
+
+def test_an_event_that_turns_no_fact_calls_for_nothing_after_any_history() -> None:
+    """Outside ``ALWAYS_DECIDED``, an event that leaves a contract's ``EDGE_FIELDS`` as
+    they were calls for no command, after any history (replay skips ``decide`` for it)."""
+    rng = random.Random(23)
+    quiet: set[str] = set()
+    for _ in range(400):
+        log = Log()
+        for _ in range(rng.randrange(1, 30)):
+            _any_event(log, rng)
+        state: ContractState | None = None
+        for event in log.events:
+            after = apply(state, event)
+            before = state if state is not None else ContractState(after.external_id)
+            unchanged = all(
+                getattr(before, name) == getattr(after, name) for name in EDGE_FIELDS
+            )
+            if unchanged and event.type not in ALWAYS_DECIDED:
+                assert decide(state, event) == [], (event.type, state)
+                quiet.add(event.type)
+            state = after
+    # Every kind of event that can be answered so was met in such a history.
+    assert quiet >= {EventType.WEBHOOK_RECEIVED, EventType.CONTRACT_CREATED,
+                     EventType.CONTRACT_SENT, EventType.CONTRACT_FAILED} | NO_COMMANDS

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 
 from bench.logs import fill
 from eventstore import MemoryEventStore, NewEvent, RecordedEvent
 from handlers.decisions import CONTRACTS_PATH, Command, PullKeyPointers, SendContract, decide
-from handlers.replay import ContractReplay, replay_log, replay_stream
+from handlers.replay import ContractReplay, _skim_call, replay_log, replay_stream
 from handlers.spotdraft.client import CONTRACTS
 from projections.contract import ContractState
 from projections.events import EventType, contract_stream
@@ -341,3 +342,24 @@ async def test_stream_by_stream_and_in_log_order_replay_a_realistic_log_alike(
     assert halfway or {"odd-executed", "odd-lost", "odd-failed"} <= by_stream.keys()
     if decide_fn is _no_send:
         assert sum(bool(steps) for _, steps, _ in by_stream.values()) > 10
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"operation": "get_key_pointers", "method": "GET", "response_body": [{"a": 1}]},
+        {"method": "GET", "path": "/x", "operation": "get_key_pointers"},  # keys reordered
+        {"operation": 'get_"quoted"\\', "method": "GET"},  # escapes in the value
+        {"operation": None, "status": 500},
+        {"status": 500},
+    ],
+    ids=["handlers' order", "other order", "escaped", "null", "missing"],
+)
+def test_a_calls_record_is_skimmed_to_the_operation_its_whole_text_names(
+    data: dict[str, Any],
+) -> None:
+    """Replay reads a SpotDraft call's record off the front of its JSON text; whatever its
+    shape, it finds the operation that decoding the whole text finds."""
+    text = orjson.dumps(data).decode()
+    assert _skim_call(text) == {"operation": data.get("operation")}
+    assert _skim_call(text.encode()) == {"operation": data.get("operation")}
