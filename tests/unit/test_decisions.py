@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from eventstore import RecordedEvent
 from handlers import decisions
 from handlers.decisions import (
     ALWAYS_DECIDED,
@@ -215,42 +216,45 @@ def test_the_records_of_a_run_call_for_nothing_after_any_history(
 ) -> None:
     """``decide`` answers the events a command records as it runs (NO_COMMANDS) at once,
     with nothing: after any history of any events, its whole table answers them so too."""
-    rng = random.Random(11)
     checked: set[str] = set()
     monkeypatch.setattr(decisions, "NO_COMMANDS", frozenset())  # the whole table, always
-    for _ in range(400):
-        log = Log()
-        for _ in range(rng.randrange(1, 30)):
-            _any_event(log, rng)
-        state: ContractState | None = None
-        for event in log.events:
-            if event.type in NO_COMMANDS:
-                assert decide(state, event) == [], (event.type, state)
-                checked.add(event.type)
-            state = apply(state, event)
+    for state, event, _ in _histories(random.Random(11)):
+        if event.type in NO_COMMANDS:
+            assert decide(state, event) == [], (event.type, state)
+            checked.add(event.type)
     assert checked == NO_COMMANDS
 
 
 def test_an_event_that_turns_no_fact_calls_for_nothing_after_any_history() -> None:
     """Outside ``ALWAYS_DECIDED``, an event that leaves a contract's ``EDGE_FIELDS`` as
     they were calls for no command, after any history (replay skips ``decide`` for it)."""
-    rng = random.Random(23)
     quiet: set[str] = set()
-    for _ in range(400):
+    for state, event, after in _histories(random.Random(23)):
+        before = state if state is not None else ContractState(after.external_id)
+        unchanged = all(getattr(before, name) == getattr(after, name) for name in EDGE_FIELDS)
+        if unchanged and event.type not in ALWAYS_DECIDED:
+            assert decide(state, event) == [], (event.type, state)
+            quiet.add(event.type)
+    # Every kind of event that can be answered so was met in such a history.
+    assert quiet >= {
+        EventType.WEBHOOK_RECEIVED,
+        EventType.CONTRACT_CREATED,
+        EventType.CONTRACT_SENT,
+        EventType.CONTRACT_FAILED,
+    } | NO_COMMANDS
+
+
+def _histories(
+    rng: random.Random, count: int = 400
+) -> Iterator[tuple[ContractState | None, RecordedEvent, ContractState]]:
+    """(state before, event, state after) through ``count`` random histories of 1 to 29
+    events of any kind."""
+    for _ in range(count):
         log = Log()
         for _ in range(rng.randrange(1, 30)):
             _any_event(log, rng)
         state: ContractState | None = None
         for event in log.events:
             after = apply(state, event)
-            before = state if state is not None else ContractState(after.external_id)
-            unchanged = all(
-                getattr(before, name) == getattr(after, name) for name in EDGE_FIELDS
-            )
-            if unchanged and event.type not in ALWAYS_DECIDED:
-                assert decide(state, event) == [], (event.type, state)
-                quiet.add(event.type)
+            yield state, event, after
             state = after
-    # Every kind of event that can be answered so was met in such a history.
-    assert quiet >= {EventType.WEBHOOK_RECEIVED, EventType.CONTRACT_CREATED,
-                     EventType.CONTRACT_SENT, EventType.CONTRACT_FAILED} | NO_COMMANDS
