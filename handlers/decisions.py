@@ -127,8 +127,7 @@ NO_COMMANDS = frozenset(
 # Events ``decide`` answers from more than the facts below: a request (create, or look up),
 # an explicit send, and the nudges that issue whatever is outstanding.
 ALWAYS_DECIDED = frozenset(
-    {EventType.CONTRACT_REQUESTED, EventType.SEND_REQUESTED, EventType.STATUS_OBSERVED}
-    | _NUDGES
+    {EventType.CONTRACT_REQUESTED, EventType.SEND_REQUESTED, EventType.STATUS_OBSERVED} | _NUDGES
 )
 # The fields of a contract's state that the facts ``decide`` acts on as they turn true
 # are made of: created, sent, executed, voided, failed, its data stored, "synced" told
