@@ -17,6 +17,7 @@ handlers would do. Two functions make the whole table:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -132,8 +133,9 @@ ALWAYS_DECIDED = frozenset(
 # The fields of a contract's state that the facts ``decide`` acts on as they turn true
 # are made of: created, sent, executed, voided, failed, its data stored, "synced" told
 # (``progress``, ``data_complete``). Any event outside ``ALWAYS_DECIDED`` that leaves them
-# as they were calls for nothing, so a replay answers it without asking (most webhooks:
-# a duplicate, a signature, any stage that changes no fact).
+# as they were calls for nothing (most webhooks: a duplicate, a signature, any stage that
+# changes no fact). ``decide`` answers such an event so at once, and a replay, which
+# folds a contract's fields as a dict, without making it an envelope to ask about.
 EDGE_FIELDS = (
     "spotdraft_id",
     "sent",
@@ -144,6 +146,7 @@ EDGE_FIELDS = (
     "key_pointers",
     "document",
 )
+_edges = operator.attrgetter(*EDGE_FIELDS)
 
 
 def webhook_id_for(event: RecordedEvent) -> str:
@@ -163,6 +166,8 @@ def decide(
     if new is None:
         new = apply(state, event)
     before = state if state is not None else blank(new.external_id)
+    if kind not in ALWAYS_DECIDED and _edges(before) == _edges(new):
+        return []  # no fact it acts on turned
     commands: list[Command] = []
 
     if kind == EventType.RETRY_REQUESTED and before.sink_parked is not None:

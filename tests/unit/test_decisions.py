@@ -217,7 +217,9 @@ def test_the_records_of_a_run_call_for_nothing_after_any_history(
     """``decide`` answers the events a command records as it runs (NO_COMMANDS) at once,
     with nothing: after any history of any events, its whole table answers them so too."""
     checked: set[str] = set()
-    monkeypatch.setattr(decisions, "NO_COMMANDS", frozenset())  # the whole table, always
+    # The whole table, always: neither shortcut of ``decide`` answers first.
+    monkeypatch.setattr(decisions, "NO_COMMANDS", frozenset())
+    monkeypatch.setattr(decisions, "ALWAYS_DECIDED", frozenset(EventType))
     for state, event, _ in _histories(random.Random(11)):
         if event.type in NO_COMMANDS:
             assert decide(state, event) == [], (event.type, state)
@@ -225,9 +227,13 @@ def test_the_records_of_a_run_call_for_nothing_after_any_history(
     assert checked == NO_COMMANDS
 
 
-def test_an_event_that_turns_no_fact_calls_for_nothing_after_any_history() -> None:
+def test_an_event_that_turns_no_fact_calls_for_nothing_after_any_history(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Outside ``ALWAYS_DECIDED``, an event that leaves a contract's ``EDGE_FIELDS`` as
-    they were calls for no command, after any history (replay skips ``decide`` for it)."""
+    they were calls for no command: after any history of any events, ``decide``'s whole
+    table answers it so too (it and replay answer it at once)."""
+    monkeypatch.setattr(decisions, "ALWAYS_DECIDED", frozenset(EventType))  # the whole table
     quiet: set[str] = set()
     for state, event, after in _histories(random.Random(23)):
         before = state if state is not None else ContractState(after.external_id)
