@@ -204,7 +204,7 @@ class SQLiteEventStore(EventStore):
     ) -> AsyncIterator[list[StreamRow]]:
         # Names sort by code point (SQLite's BINARY, Python's str order), so the names from
         # ``prefix`` up to its successor are exactly those that start with it: the range,
-        # clamped to them, needs no test of each name (a tenth of a page's read).
+        # clamped to them, needs no test of each name (5-10 % of a page's read).
         after = (prefix if start is None else max(start, prefix), 0)
         end = _successor(prefix) if stop is None else min(stop, _successor(prefix))
         until = _NO_LIMIT if until_position is None else until_position

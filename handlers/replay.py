@@ -119,8 +119,9 @@ _SINK = frozenset(
 
 
 _EDGES = operator.itemgetter(*EDGE_FIELDS)
-# A SpotDraft call's record: the longest of a log (its request and response bodies, a
-# quarter of the log's bytes), of which the fold reads nothing and replay the operation.
+# A SpotDraft call's record: the longest of a log but the request's (its request and
+# response bodies: a quarter of the bench log's data), of which the fold reads nothing
+# and replay only the operation.
 _SKIMMED = frozenset({EventType.SPOTDRAFT_CALL_RECORDED}) - FOLDED
 _OPERATION_FIRST = '{"operation":"'
 
