@@ -6,12 +6,15 @@ walks the young ones on every few hundred allocations, which costs a whole-log r
 nearly half its time. These folds make no reference cycles, so the collector is paused
 while they run and a collection is made every ``every`` events instead (what cycles the
 async machinery makes are still freed, so memory stays flat).
+
+``shrinking_ranges`` deals a log's streams out to worker processes in ranges that shrink
+towards the end, so the workers finish together.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 
@@ -49,3 +52,25 @@ def one_failure() -> Iterator[None]:
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from None
         raise
+
+
+def shrinking_ranges(
+    bounds: Sequence[str], workers: int, most: int
+) -> list[tuple[str | None, str | None]]:
+    """Name ranges for ``workers`` processes to take in turn, made of the parts that
+    ``bounds`` cut (``EventStore.split_streams``): each range takes a ``2 * workers``-th of
+    the parts still left, at least one and at most ``most``.
+
+    Ranges of equal size end with one worker folding the last range alone while the others
+    wait: on average half a range of one core's time. Shrinking ranges end with ranges of
+    one part, whatever the size of the first ones."""
+    edges: list[str | None] = [None, *bounds, None]
+    parts = len(edges) - 1
+    ranges: list[tuple[str | None, str | None]] = []
+    taken = 0
+    while taken < parts:
+        share = -(-(parts - taken) // (2 * workers))  # rounded up
+        step = min(most, share)
+        ranges.append((edges[taken], edges[taken + step]))
+        taken += step
+    return ranges

@@ -3,9 +3,9 @@
 The log is folded stream by stream, not in log order: a contract's state depends only
 on its own stream, so each contract is folded from its first event to its last and
 written once, with no state kept between contracts and nothing read back. The contract
-streams are cut into name ranges of about equal size (``EventStore.split_streams``)
-that worker processes fold side by side, each with its own connection, writing their
-rows in batches; the memory store (or a short log) is folded in this process. The
+streams are cut into parts of about equal size (``EventStore.split_streams``), dealt
+out in name ranges that shrink towards the end (``shrinking_ranges``) to worker processes
+that fold them side by side, each with its own connection, writing their rows in batches; the memory store (or a short log) is folded in this process. The
 checkpoint stays at 0 until every range is written, then moves to the last position.
 
 The contract rows are written over the old ones rather than after deleting them all:
@@ -21,7 +21,6 @@ then copied over the live ones; the differences are reported.
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,7 +37,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from eventstore import Document, DocumentWrite, EventStore, open_store
 from projections.contract import StreamFold
 from projections.events import CONTRACT_STREAM_PREFIX, external_id_of
-from projections.longruns import one_failure, rare_gc
+from projections.longruns import one_failure, rare_gc, shrinking_ranges
 from projections.runner import (
     LIVE,
     REBUILDING,
@@ -55,8 +54,12 @@ MAX_REPORTED = 100
 PARALLEL_FROM = 100_000
 # Worker processes by default: one per core, at most this many (each holds ~50 MB).
 MAX_WORKERS = 4
-# Name ranges per worker: smaller ones even out the load and move the progress bar.
-RANGES_PER_WORKER = 8
+# The log is cut into this many parts per worker, dealt out in ranges of at most
+# PARTS_PER_RANGE parts that shrink to one part towards the end (``shrinking_ranges``):
+# ranges of an eighth of the log at most on two workers, then smaller ones, so the
+# progress bar moves and the workers finish together.
+PARTS_PER_WORKER = 32
+PARTS_PER_RANGE = 8
 # Contracts whose rows are written together. Fewer than a short log's range holds, so a
 # worker's peak (the rows waiting to be written) does not grow with the log.
 BATCH_CONTRACTS = 250
@@ -176,8 +179,7 @@ async def fold_streams(
         for _ in range(workers):
             tg.start_soon(partial(anyio.to_process.run_sync, _started, limiter=limiter))
         await store.drop_projection(tables.name, emptied)
-        bounds = await store.split_streams(CONTRACT_STREAM_PREFIX, workers * RANGES_PER_WORKER)
-    edges: list[str | None] = [None, *bounds, None]
+        bounds = await store.split_streams(CONTRACT_STREAM_PREFIX, workers * PARTS_PER_WORKER)
     done = 0
 
     async def fold_one(start: str | None, stop: str | None) -> None:
@@ -198,7 +200,7 @@ async def fold_streams(
             on_progress(done, until)
 
     async with anyio.create_task_group() as tg:
-        for start, stop in itertools.pairwise(edges):
+        for start, stop in shrinking_ranges(bounds, workers, PARTS_PER_RANGE):
             tg.start_soon(fold_one, start, stop)
 
 
