@@ -4,9 +4,10 @@ The log is folded stream by stream, not in log order: a contract's state depends
 on its own stream, so each contract is folded from its first event to its last and
 written once, with no state kept between contracts and nothing read back. The contract
 streams are cut into parts of about equal size (``EventStore.split_streams``), dealt
-out in name ranges that shrink towards the end (``shrinking_ranges``) to worker processes
-that fold them side by side, each with its own connection, writing their rows in batches; the memory store (or a short log) is folded in this process. The
-checkpoint stays at 0 until every range is written, then moves to the last position.
+out in name ranges that shrink towards the end (``shrinking_ranges``) to worker
+processes that fold them side by side, each with its own connection, writing their rows
+in batches; the memory store (or a short log) is folded in this process. The checkpoint
+stays at 0 until every range is written, then moves to the last position.
 
 The contract rows are written over the old ones rather than after deleting them all:
 deleting a long log's rows first took a quarter of the rebuild, before any worker could
