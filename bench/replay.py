@@ -10,7 +10,11 @@ so its peak memory is its own:
   least any reader of the log must do (the reference of the ratios);
 - store_read: the store's own ``read_all`` (envelopes decoded), for where the time goes;
 - rebuild: ``projections.rebuild.rebuild`` (what ``spotsync projections rebuild`` runs);
-- replay: ``handlers.replay.replay_log`` (what ``spotsync replay`` runs on the whole log).
+- replay: ``handlers.replay.replay_log`` (what ``spotsync replay`` runs on the whole log);
+- raw_pair: two raw runs side by side, for what the machine's cores give together: their
+  events/s summed, over twice raw's alone (1.0: each ran as fast as one alone). Rebuild
+  and replay fold in one worker process per core, so their ratios follow this figure: on
+  a shared machine a second process may get much less than a core of its own.
 
 They run one after the other, in ``--rounds`` rounds, with a raw run before and after
 each of the other three: each ratio is taken against the mean of the two raw runs around
@@ -146,6 +150,23 @@ def measure(kind: str, database: str) -> dict[str, Any]:
     return figures
 
 
+def measure_pair(database: str) -> dict[str, Any]:
+    """Two raw runs at once, each in a process of its own: their events/s summed."""
+    command = [sys.executable, "-m", "bench.replay", "--child", "raw", database]
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    runs = []
+    for child in children:
+        output, _ = child.communicate()
+        if child.returncode:
+            raise SystemExit(f"raw_pair failed (exit status {child.returncode})")
+        runs.append(json.loads(output.strip().splitlines()[-1]))
+    return {
+        "events_per_s": sum(run["events"] / run["seconds"] for run in runs),
+        "peak_rss_mb": sum(run["peak_rss_mb"] for run in runs),
+        "processes": 2,
+    }
+
+
 def _process_tree(root: int) -> list[int]:
     """``root`` and every process below it."""
     children: dict[int, list[int]] = {}
@@ -189,7 +210,7 @@ async def build(database: str, events: int) -> int:
         return await fill(store, events, group=4)
 
 
-KINDS = ("raw", "store_read", "rebuild", "replay")
+KINDS = ("raw", "raw_pair", "store_read", "rebuild", "replay")
 
 
 def run_size(directory: Path, size: int, rounds: int) -> dict[str, Any]:
@@ -202,10 +223,12 @@ def run_size(directory: Path, size: int, rounds: int) -> dict[str, Any]:
         print(f"{'':>11}round {number}:")
         before = _raw_run(database, runs)
         for kind in KINDS[1:]:
-            result = measure(kind, database)
+            result = measure_pair(database) if kind == "raw_pair" else measure(kind, database)
             runs[kind].append(result)
             after = _raw_run(database, runs)
             reference = (before["events_per_s"] + after["events_per_s"]) / 2
+            if kind == "raw_pair":
+                reference *= 2  # two processes: each against one alone
             result["ratio"] = result["events_per_s"] / reference
             _show(kind, result)
             before = after
@@ -248,7 +271,7 @@ def summary(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
             "raw_events_per_s": round(figures["raw"]["events_per_s"]),
             **{
                 f"{kind}_{name}": value
-                for kind in ("store_read", "rebuild", "replay")
+                for kind in ("raw_pair", "store_read", "rebuild", "replay")
                 for name, value in (
                     ("events_per_s", round(figures[kind]["events_per_s"])),
                     ("ratio", round(figures[kind]["ratio"], 3)),
