@@ -231,6 +231,8 @@ def main() -> None:
     if args.serve:
         serve(int(args.serve[0]), args.serve[1])
         return
+    if args.rounds < 1:
+        parser.error("--rounds: at least one webhook phase")
     result = measure(args.connections, args.seconds, args.rounds)
     connections = args.connections
     print(f"no-op route           {result['noop_per_s']:>8.0f} req/s  ({connections} connections)")

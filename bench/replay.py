@@ -17,7 +17,7 @@ so its peak memory is its own:
   a shared machine a second process may get much less than a core of its own.
 
 They run one after the other, in ``--rounds`` rounds, with a raw run before and after
-each of the other three: each ratio is taken against the mean of the two raw runs around
+each of the others: each ratio is taken against the mean of the two raw runs around
 it, and the median of the rounds is reported. A shared machine's speed drifts by half
 from one minute to the next (raw at 156k events/s, then 330k, in one run): a single run
 of raw set every ratio of the run, and one per round still set three, the last of them
